@@ -1,0 +1,217 @@
+/**
+ * The one place that reads the environment. Every setting of the contract and of the README's
+ * configuration table is parsed here with zod; anything missing or invalid is reported all at once,
+ * naming each variable, so an operator fixes the whole environment in one go.
+ */
+import { z } from "zod";
+
+const optionalText = z
+  .string()
+  .trim()
+  .transform((value) => (value === "" ? undefined : value))
+  .optional();
+
+const integer = (fallback: number, minimum = 0, maximum = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(minimum).max(maximum).default(fallback);
+
+const booleanFlag = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"])
+    .default(fallback ? "true" : "false")
+    .transform((value) => value === "true" || value === "1" || value === "yes");
+
+const environmentSchema = z.object({
+  NIM_APP_KEY: optionalText,
+  NIM_APP_SECRET: optionalText,
+  NIM_BOT_ACCID: optionalText.refine(
+    (value) => value === undefined || /^[a-zA-Z0-9_@.-]{1,32}$/.test(value),
+    "must be 1-32 characters of a-z 0-9 _ @ . -",
+  ),
+  NIM_API_BASE: z.url().default("https://api.yunxinapi.com/nimserver"),
+  NIM_OPEN_API_BASE: z.url().default("https://open.yunxinapi.com"),
+  NIM_STREAM_MODE: z.enum(["custom", "native"]).default("custom"),
+  /** Per-call timeout for NIM's server API. NIM's own SDK uses 5 s. */
+  NIM_REQUEST_TIMEOUT_MS: integer(5_000, 100),
+  /** Overall deadline of one logical NIM call including all retries. */
+  NIM_RETRY_DEADLINE_MS: integer(30_000, 0),
+  NIM_RETRY_MAX_ATTEMPTS: integer(6, 1, 50),
+
+  PORT: integer(8000, 0, 65_535),
+  HOST: z.string().default("0.0.0.0"),
+  DATABASE_URL: z
+    .string()
+    .default("sqlite:./data/im-bridge.db")
+    .refine(
+      (value) => value.startsWith("sqlite:") || /^postgres(ql)?:\/\//.test(value),
+      "must be sqlite:PATH or postgres://…",
+    ),
+  REDIS_URL: optionalText.refine(
+    (value) => value === undefined || /^rediss?:\/\//.test(value),
+    "must be redis://… or rediss://…",
+  ),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+
+  IM_AUTH_JWT_SECRET: optionalText,
+  IM_AUTH_JWKS_URL: optionalText.refine((value) => value === undefined || URL.canParse(value), "must be a URL"),
+  IM_AUTH_JWT_ISSUER: optionalText,
+  IM_AUTH_JWT_AUDIENCE: optionalText,
+  IM_SERVICE_API_KEY: optionalText,
+
+  /** Callback CurTime must be within this many seconds of our clock, in both directions. */
+  CALLBACK_TIME_WINDOW_SECONDS: integer(300, 1),
+  /** Largest request body accepted on any route. NIM's biggest callback is well under this. */
+  HTTP_BODY_LIMIT_BYTES: integer(64 * 1024, 1024),
+
+  OPENAI_BASE_URL: optionalText,
+  OPENAI_API_KEY: optionalText,
+  OPENAI_MODEL: z.string().default("gpt-4o-mini"),
+  GENERATOR_HTTP_URL: optionalText,
+  BOT_SYSTEM_PROMPT: z
+    .string()
+    .default("You are a helpful assistant. Answer in the language the user writes in. 你是一个乐于助人的助手。"),
+
+  /** NIM advises about one send per 200 ms; segments of one stream are paced to this. */
+  REPLY_PACING_MS: integer(200, 0),
+  REPLY_IDLE_TIMEOUT_SECONDS: integer(60, 1),
+  REPLY_TOTAL_TIMEOUT_SECONDS: integer(300, 1),
+  REPLY_CONCURRENCY: integer(50, 1, 10_000),
+  HISTORY_TURNS: integer(20, 0, 1000),
+  HISTORY_CHARACTERS: integer(8000, 0),
+});
+
+// BOT_GENERATOR must fail loudly on a typo rather than fall back, so it is validated separately.
+const generatorSchema = z.enum(["openai", "http", "demo"]).optional();
+
+export type GeneratorKind = "openai" | "http" | "demo";
+
+export interface Config {
+  nim: {
+    appKey: string | undefined;
+    appSecret: string | undefined;
+    botAccid: string | undefined;
+    apiBase: string;
+    openApiBase: string;
+    streamMode: "custom" | "native";
+    requestTimeoutMs: number;
+    retryDeadlineMs: number;
+    retryMaxAttempts: number;
+  };
+  http: { port: number; host: string; bodyLimitBytes: number };
+  databaseUrl: string;
+  redisUrl: string | undefined;
+  logLevel: string;
+  auth: {
+    jwtSecret: string | undefined;
+    jwksUrl: string | undefined;
+    jwtIssuer: string | undefined;
+    jwtAudience: string | undefined;
+    serviceApiKey: string | undefined;
+  };
+  callback: { timeWindowSeconds: number };
+  generator: {
+    kind: GeneratorKind;
+    openaiBaseUrl: string | undefined;
+    openaiApiKey: string | undefined;
+    openaiModel: string;
+    httpUrl: string | undefined;
+    systemPrompt: string;
+  };
+  reply: {
+    pacingMs: number;
+    idleTimeoutMs: number;
+    totalTimeoutMs: number;
+    concurrency: number;
+    historyTurns: number;
+    historyCharacters: number;
+  };
+}
+
+export class ConfigurationError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`);
+    this.name = "ConfigurationError";
+  }
+}
+
+export interface LoadConfigOptions {
+  /** Settings that must be present for this command (`serve` needs the NIM credentials). */
+  require?: Array<"NIM_APP_KEY" | "NIM_APP_SECRET" | "NIM_BOT_ACCID">;
+}
+
+export function loadConfig(
+  environment: Record<string, string | undefined> = process.env,
+  options: LoadConfigOptions = {},
+): Config {
+  const problems: string[] = [];
+  const parsed = environmentSchema.safeParse(environment);
+  const generatorParsed = generatorSchema.safeParse(
+    environment.BOT_GENERATOR === "" ? undefined : environment.BOT_GENERATOR,
+  );
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      problems.push(`${issue.path.join(".")}: ${issue.message}`);
+    }
+  }
+  if (!generatorParsed.success) problems.push("BOT_GENERATOR: must be one of openai, http, demo");
+  if (!parsed.success || !generatorParsed.success) throw new ConfigurationError(problems);
+  const values = parsed.data;
+
+  for (const name of options.require ?? []) {
+    if (!values[name]) problems.push(`${name}: required but not set`);
+  }
+
+  const generatorKind: GeneratorKind =
+    generatorParsed.data ?? (values.OPENAI_BASE_URL || values.OPENAI_API_KEY ? "openai" : "demo");
+  if (generatorKind === "http" && !values.GENERATOR_HTTP_URL) {
+    problems.push("GENERATOR_HTTP_URL: required when BOT_GENERATOR=http");
+  }
+  if (values.GENERATOR_HTTP_URL && !URL.canParse(values.GENERATOR_HTTP_URL)) {
+    problems.push("GENERATOR_HTTP_URL: must be a URL");
+  }
+  if (values.OPENAI_BASE_URL && !URL.canParse(values.OPENAI_BASE_URL)) {
+    problems.push("OPENAI_BASE_URL: must be a URL");
+  }
+  if (problems.length > 0) throw new ConfigurationError(problems);
+
+  return {
+    nim: {
+      appKey: values.NIM_APP_KEY,
+      appSecret: values.NIM_APP_SECRET,
+      botAccid: values.NIM_BOT_ACCID?.toLowerCase(),
+      apiBase: values.NIM_API_BASE.replace(/\/+$/, ""),
+      openApiBase: values.NIM_OPEN_API_BASE.replace(/\/+$/, ""),
+      streamMode: values.NIM_STREAM_MODE,
+      requestTimeoutMs: values.NIM_REQUEST_TIMEOUT_MS,
+      retryDeadlineMs: values.NIM_RETRY_DEADLINE_MS,
+      retryMaxAttempts: values.NIM_RETRY_MAX_ATTEMPTS,
+    },
+    http: { port: values.PORT, host: values.HOST, bodyLimitBytes: values.HTTP_BODY_LIMIT_BYTES },
+    databaseUrl: values.DATABASE_URL,
+    redisUrl: values.REDIS_URL,
+    logLevel: values.LOG_LEVEL,
+    auth: {
+      jwtSecret: values.IM_AUTH_JWT_SECRET,
+      jwksUrl: values.IM_AUTH_JWKS_URL,
+      jwtIssuer: values.IM_AUTH_JWT_ISSUER,
+      jwtAudience: values.IM_AUTH_JWT_AUDIENCE,
+      serviceApiKey: values.IM_SERVICE_API_KEY,
+    },
+    callback: { timeWindowSeconds: values.CALLBACK_TIME_WINDOW_SECONDS },
+    generator: {
+      kind: generatorKind,
+      openaiBaseUrl: values.OPENAI_BASE_URL,
+      openaiApiKey: values.OPENAI_API_KEY,
+      openaiModel: values.OPENAI_MODEL,
+      httpUrl: values.GENERATOR_HTTP_URL,
+      systemPrompt: values.BOT_SYSTEM_PROMPT,
+    },
+    reply: {
+      pacingMs: values.REPLY_PACING_MS,
+      idleTimeoutMs: values.REPLY_IDLE_TIMEOUT_SECONDS * 1000,
+      totalTimeoutMs: values.REPLY_TOTAL_TIMEOUT_SECONDS * 1000,
+      concurrency: values.REPLY_CONCURRENCY,
+      historyTurns: values.HISTORY_TURNS,
+      historyCharacters: values.HISTORY_CHARACTERS,
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * The reply generator contract. Imports no implementation: the reply pipeline depends on this,
+ * and each generator (openai/, http/, demo/) lives in its own folder.
+ */
+
+export interface ChatTurn {
+  role: "user" | "assistant";
+  content: string;
+}
+
+export interface GenerationRequest {
+  /** The site's user id when known (from the accounts table), else undefined. */
+  userId: string | undefined;
+  /** The user's NIM accid. */
+  accid: string;
+  /** The message being answered. */
+  message: string;
+  /** Earlier turns of the current context, oldest first (the message itself is not included). */
+  history: ChatTurn[];
+  systemPrompt: string;
+}
+
+/**
+ * Produces an answer as a stream of text pieces. Implementations stop promptly when `signal`
+ * aborts (idle or total timeout) and throw GeneratorError on failure, never yield error text.
+ * `<think>` blocks may be yielded; the pipeline removes them.
+ */
+export interface ReplyGenerator {
+  readonly name: string;
+  generate(request: GenerationRequest, signal: AbortSignal): AsyncIterable<string>;
+}
+
+export class GeneratorError extends Error {
+  override readonly name = "GeneratorError";
+  constructor(
+    message: string,
+    /** HTTP status of the upstream when there was one. */
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

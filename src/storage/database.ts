@@ -1,0 +1,49 @@
+/**
+ * Opens the database named by DATABASE_URL (`sqlite:PATH` or `postgres://…`) and runs migrations.
+ * SQLite is the embedded default: WAL so readers never block the callback's insert, and
+ * synchronous=NORMAL, which in WAL mode is still durable across a process crash.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
+import pg from "pg";
+import { type Dialect, migrateToLatest } from "./migrations.ts";
+import type { DatabaseSchema } from "./schema.ts";
+
+// pg returns bigint (int8) and count() as strings; every bigint here is an epoch-ms timestamp or a counter.
+pg.types.setTypeParser(20, (value) => Number(value));
+
+export interface Database {
+  readonly kysely: Kysely<DatabaseSchema>;
+  readonly dialect: Dialect;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(url: string): Promise<Database> {
+  if (url.startsWith("sqlite:")) {
+    const path = url.slice("sqlite:".length) || ":memory:";
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    const sqlite = new BetterSqlite3(path);
+    sqlite.pragma("journal_mode = WAL");
+    sqlite.pragma("synchronous = NORMAL");
+    sqlite.pragma("busy_timeout = 5000");
+    sqlite.pragma("foreign_keys = ON");
+    const kysely = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+    await migrateToLatest(kysely as Kysely<unknown>, "sqlite");
+    return { kysely, dialect: "sqlite", close: () => kysely.destroy() };
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    const kysely = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
+    await migrateToLatest(kysely as Kysely<unknown>, "postgres");
+    return { kysely, dialect: "postgres", close: () => kysely.destroy() };
+  }
+  throw new Error("DATABASE_URL must be sqlite:PATH or postgres://…");
+}
+
+/** SQLite and PostgreSQL report a unique-key clash differently. */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "23505";
+}

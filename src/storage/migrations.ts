@@ -1,0 +1,133 @@
+/**
+ * Migrations written once for both dialects: only portable column types (text, integer, bigint),
+ * epoch-ms timestamps and JSON as text. Kysely's Migrator records what ran in kysely_migration.
+ */
+import {
+  type ColumnDefinitionBuilder,
+  type Kysely,
+  type Migration,
+  type MigrationProvider,
+  Migrator,
+  sql,
+} from "kysely";
+
+export type Dialect = "sqlite" | "postgres";
+
+/** The one place the dialects differ: an auto-numbered primary key. */
+function identity(dialect: Dialect) {
+  return (column: ColumnDefinitionBuilder) =>
+    dialect === "sqlite" ? column.primaryKey().autoIncrement() : column.primaryKey().generatedByDefaultAsIdentity();
+}
+
+const migrations = (dialect: Dialect): Record<string, Migration> => ({
+  "0001_foundation": {
+    async up(database: Kysely<unknown>) {
+      await database.schema
+        .createTable("accounts")
+        .addColumn("site_user_id", "text", (column) => column.primaryKey())
+        .addColumn("accid", "text", (column) => column.notNull().unique())
+        .addColumn("token", "text", (column) => column.notNull())
+        .addColumn("name", "text")
+        .addColumn("created_at", "bigint", (column) => column.notNull())
+        .addColumn("updated_at", "bigint", (column) => column.notNull())
+        .execute();
+
+      await database.schema
+        .createTable("inbox")
+        .addColumn("msgid_server", "text", (column) => column.primaryKey())
+        .addColumn("from_accid", "text", (column) => column.notNull())
+        .addColumn("to_accid", "text", (column) => column.notNull())
+        .addColumn("text", "text", (column) => column.notNull())
+        .addColumn("msg_timestamp", "bigint", (column) => column.notNull())
+        .addColumn("received_at", "bigint", (column) => column.notNull())
+        .addColumn("status", "text", (column) => column.notNull())
+        .addColumn("attempts", "integer", (column) => column.notNull().defaultTo(0))
+        .addColumn("lease_owner", "text")
+        .addColumn("lease_until", "bigint")
+        .addColumn("error", "text")
+        .addColumn("updated_at", "bigint", (column) => column.notNull())
+        .execute();
+      await database.schema.createIndex("inbox_status").on("inbox").columns(["status", "received_at"]).execute();
+
+      await database.schema
+        .createTable("replies")
+        .addColumn("reply_to", "text", (column) => column.primaryKey())
+        .addColumn("stream_id", "text", (column) => column.notNull().unique())
+        .addColumn("user_accid", "text", (column) => column.notNull())
+        .addColumn("state", "text", (column) => column.notNull())
+        .addColumn("final_status", "text")
+        .addColumn("text", "text", (column) => column.notNull())
+        .addColumn("next_seq", "integer", (column) => column.notNull())
+        .addColumn("created_at", "bigint", (column) => column.notNull())
+        .addColumn("updated_at", "bigint", (column) => column.notNull())
+        .execute();
+
+      await database.schema
+        .createTable("outbox")
+        .addColumn("stream_id", "text", (column) => column.notNull())
+        .addColumn("seq", "integer", (column) => column.notNull())
+        .addColumn("body", "text", (column) => column.notNull())
+        .addColumn("kind", "text", (column) => column.notNull())
+        .addColumn("state", "text", (column) => column.notNull())
+        .addColumn("nim_msgid", "text")
+        .addColumn("created_at", "bigint", (column) => column.notNull())
+        .addColumn("updated_at", "bigint", (column) => column.notNull())
+        .addPrimaryKeyConstraint("outbox_primary_key", ["stream_id", "seq"])
+        .execute();
+
+      await database.schema
+        .createTable("messages")
+        .addColumn("id", "integer", identity(dialect))
+        .addColumn("user_accid", "text", (column) => column.notNull())
+        .addColumn("role", "text", (column) => column.notNull())
+        .addColumn("content", "text", (column) => column.notNull())
+        .addColumn("reply_to", "text", (column) => column.notNull())
+        .addColumn("created_at", "bigint", (column) => column.notNull())
+        .execute();
+      await database.schema.createIndex("messages_user").on("messages").columns(["user_accid", "id"]).execute();
+
+      await database.schema
+        .createTable("conversations")
+        .addColumn("user_accid", "text", (column) => column.primaryKey())
+        .addColumn("context_start_message_id", "integer", (column) => column.notNull())
+        .addColumn("updated_at", "bigint", (column) => column.notNull())
+        .execute();
+
+      await database.schema
+        .createTable("audit_events")
+        .addColumn("id", "integer", identity(dialect))
+        .addColumn("at", "bigint", (column) => column.notNull())
+        .addColumn("event", "text", (column) => column.notNull())
+        .addColumn("subject", "text")
+        .addColumn("detail", "text")
+        .execute();
+      await database.schema.createIndex("audit_events_event").on("audit_events").columns(["event", "at"]).execute();
+    },
+    async down(database: Kysely<unknown>) {
+      for (const table of ["audit_events", "conversations", "messages", "outbox", "replies", "inbox", "accounts"]) {
+        await database.schema.dropTable(table).ifExists().execute();
+      }
+    },
+  },
+});
+
+class StaticMigrationProvider implements MigrationProvider {
+  constructor(private readonly dialect: Dialect) {}
+  async getMigrations() {
+    return migrations(this.dialect);
+  }
+}
+
+export async function migrateToLatest(database: Kysely<unknown>, dialect: Dialect): Promise<void> {
+  const migrator = new Migrator({ db: database, provider: new StaticMigrationProvider(dialect) });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((result) => result.status === "Error");
+    throw new Error(`Database migration ${failed?.migrationName ?? ""} failed: ${String(error)}`, { cause: error });
+  }
+}
+
+/** Used by tests to check the database answers. */
+export async function ping(database: Kysely<unknown>): Promise<void> {
+  await sql`select 1`.execute(database);
+}

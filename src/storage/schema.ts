@@ -1,0 +1,106 @@
+/**
+ * Table types shared by SQLite and PostgreSQL. Timestamps are epoch milliseconds (bigint in PG,
+ * integer in SQLite, numbers in TS) and JSON is stored as text, so one schema serves both dialects.
+ */
+import type { Generated } from "kysely";
+
+export interface AccountTable {
+  /** The site's own user id, as given to /im/register. */
+  site_user_id: string;
+  /** NIM accid, lower-case; unique. */
+  accid: string;
+  token: string;
+  name: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** accepted → processing → done | failed */
+export type InboxStatus = "accepted" | "processing" | "done" | "failed";
+
+export interface InboxTable {
+  /** NIM's server message id: the de-duplication key. Digits, kept as text (it exceeds 2^53 in places). */
+  msgid_server: string;
+  from_accid: string;
+  to_accid: string;
+  text: string;
+  msg_timestamp: number;
+  received_at: number;
+  status: InboxStatus;
+  attempts: number;
+  /** Which worker holds the message and until when (scale-out lease). */
+  lease_owner: string | null;
+  lease_until: number | null;
+  error: string | null;
+  updated_at: number;
+}
+
+export type ReplyState = "streaming" | "finished";
+
+/** One streamed answer per inbox message: its progress, so a restart continues it. */
+export interface ReplyTable {
+  reply_to: string;
+  stream_id: string;
+  user_accid: string;
+  state: ReplyState;
+  /** ok | error | blocked | limited once finished. */
+  final_status: string | null;
+  /** Concatenation of the deltas committed to the outbox so far. */
+  text: string;
+  next_seq: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export type OutboxState = "pending" | "sent" | "failed";
+
+/** Every NIM message of a reply is written here before it is sent (seq is its position). */
+export interface OutboxTable {
+  stream_id: string;
+  seq: number;
+  /** The exact NIM body JSON, so a resend after a crash is byte-identical. */
+  body: string;
+  /** segment | final */
+  kind: string;
+  state: OutboxState;
+  nim_msgid: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface MessageTable {
+  id: Generated<number>;
+  user_accid: string;
+  /** user | assistant */
+  role: string;
+  content: string;
+  /** The user message's msgidServer this turn belongs to. */
+  reply_to: string;
+  created_at: number;
+}
+
+export interface ConversationTable {
+  user_accid: string;
+  /** Messages with an id above this belong to the current context (set by /reset). */
+  context_start_message_id: number;
+  updated_at: number;
+}
+
+export interface AuditTable {
+  id: Generated<number>;
+  at: number;
+  /** e.g. callback.rejected, callback.accepted, register.created, reply.final */
+  event: string;
+  subject: string | null;
+  detail: string | null;
+}
+
+export interface DatabaseSchema {
+  accounts: AccountTable;
+  inbox: InboxTable;
+  replies: ReplyTable;
+  outbox: OutboxTable;
+  messages: MessageTable;
+  conversations: ConversationTable;
+  audit_events: AuditTable;
+}
