@@ -31,7 +31,11 @@ const fastifyCodes: Record<string, { status: number; code: string; message: stri
     code: "unsupported_media_type",
     message: "Content-Type must be application/json",
   },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: "bad_request", message: "Content-Length does not match the body" },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    status: 400,
+    code: "bad_request",
+    message: "Content-Length does not match the body",
+  },
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: "body_too_large", message: "Request body is too large" },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: "invalid_json", message: "Request body is empty" },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: "invalid_json", message: "Request body is not valid JSON" },

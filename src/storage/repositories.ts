@@ -224,41 +224,48 @@ export class ReplyRepository {
   }
 
   /**
-   * Commit the next NIM message of a stream to the outbox and advance the reply, atomically.
-   * `seq` must be the reply's next_seq: a stale writer (a worker whose lease was taken over)
-   * fails here instead of sending a seq twice.
+   * Commit the next NIM messages of a stream to the outbox and advance the reply, atomically.
+   * The first seq must be the reply's next_seq: a stale writer (a worker whose lease was taken
+   * over) fails here instead of sending a seq twice. All final parts go in one call, so a crash
+   * can never leave a reply with some final parts committed and the rest forgotten.
    */
   async commitOutbox(
     reply: { replyTo: string; streamId: string },
-    message: { seq: number; body: string; kind: "segment" | "final"; appendText: string },
+    messages: Array<{ seq: number; body: string; kind: "segment" | "final"; appendText: string }>,
     now: number,
     finalStatus?: string,
   ): Promise<boolean> {
+    const first = messages[0];
+    const last = messages[messages.length - 1];
+    if (!first || !last) return true;
+    const appended = messages.map((message) => message.appendText).join("");
     return this.database.kysely.transaction().execute(async (transaction) => {
       const updated = await transaction
         .updateTable("replies")
         .set({
-          next_seq: message.seq + 1,
-          text: sql`text || ${message.appendText}`,
+          next_seq: last.seq + 1,
+          text: sql`text || ${appended}`,
           updated_at: now,
           ...(finalStatus ? { state: "finished" as const, final_status: finalStatus } : {}),
         })
         .where("reply_to", "=", reply.replyTo)
-        .where("next_seq", "=", message.seq)
+        .where("next_seq", "=", first.seq)
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) return false;
       await transaction
         .insertInto("outbox")
-        .values({
-          stream_id: reply.streamId,
-          seq: message.seq,
-          body: message.body,
-          kind: message.kind,
-          state: "pending",
-          nim_msgid: null,
-          created_at: now,
-          updated_at: now,
-        })
+        .values(
+          messages.map((message) => ({
+            stream_id: reply.streamId,
+            seq: message.seq,
+            body: message.body,
+            kind: message.kind,
+            state: "pending" as const,
+            nim_msgid: null,
+            created_at: now,
+            updated_at: now,
+          })),
+        )
         .execute();
       return true;
     });

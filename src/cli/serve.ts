@@ -1,0 +1,44 @@
+/**
+ * `npm run serve`: the production server, configured only by environment variables.
+ * Refuses to start without NIM_APP_KEY, NIM_APP_SECRET and NIM_BOT_ACCID, naming every
+ * missing or invalid setting at once.
+ */
+import { ConfigurationError, loadConfig } from "../config/index.ts";
+import { createBridge } from "../server.ts";
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env, { require: ["NIM_APP_KEY", "NIM_APP_SECRET", "NIM_BOT_ACCID"] });
+  } catch (error) {
+    if (error instanceof ConfigurationError) {
+      console.error(`im-bridge cannot start.\n${error.message}\nSee the configuration table in README.md.`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const bridge = await createBridge(config);
+  const url = await bridge.start();
+  bridge.app.log.info(
+    { url, generator: config.generator.kind, database: config.databaseUrl.split(":")[0] },
+    "im-bridge is serving",
+  );
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    bridge.app.log.info({ signal }, "shutting down");
+    // Replies still streaming are resumed from the inbox by the next start.
+    const forced = setTimeout(() => process.exit(0), 10_000);
+    forced.unref();
+    await bridge.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+main().catch((error: unknown) => {
+  console.error("im-bridge failed to start:", error instanceof Error ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { ConfigurationError, loadConfig } from "./index.ts";
+
+const required = { NIM_APP_KEY: "key", NIM_APP_SECRET: "secret", NIM_BOT_ACCID: "Advisor_Bot" };
+
+describe("loadConfig", () => {
+  it("applies the contract's defaults", () => {
+    const config = loadConfig(required);
+    expect(config.http).toMatchObject({ port: 8000, host: "0.0.0.0" });
+    expect(config.nim.streamMode).toBe("custom");
+    expect(config.nim.botAccid).toBe("advisor_bot");
+    expect(config.databaseUrl).toMatch(/^sqlite:.*data/);
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.generator.kind).toBe("demo");
+    expect(config.reply).toMatchObject({ pacingMs: 200, idleTimeoutMs: 60_000 });
+    expect(config.callback.timeWindowSeconds).toBe(300);
+  });
+
+  it("picks the openai generator when an OpenAI endpoint or key is set", () => {
+    expect(loadConfig({ ...required, OPENAI_API_KEY: "sk-x" }).generator.kind).toBe("openai");
+    expect(loadConfig({ ...required, OPENAI_BASE_URL: "http://127.0.0.1:11434/v1" }).generator.kind).toBe("openai");
+    expect(loadConfig({ ...required, OPENAI_API_KEY: "sk-x", BOT_GENERATOR: "demo" }).generator.kind).toBe("demo");
+  });
+
+  it("names every missing required setting at once", () => {
+    try {
+      loadConfig({}, { require: ["NIM_APP_KEY", "NIM_APP_SECRET", "NIM_BOT_ACCID"] });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigurationError);
+      const message = (error as Error).message;
+      for (const name of ["NIM_APP_KEY", "NIM_APP_SECRET", "NIM_BOT_ACCID"]) expect(message).toContain(name);
+    }
+  });
+
+  it("names every invalid setting and never echoes a secret", () => {
+    try {
+      loadConfig({
+        ...required,
+        NIM_APP_SECRET: "super-secret-value",
+        PORT: "eighty",
+        NIM_STREAM_MODE: "fast",
+        DATABASE_URL: "mysql://x",
+        BOT_GENERATOR: "gpt",
+        REDIS_URL: "http://x",
+      });
+      expect.unreachable();
+    } catch (error) {
+      const message = (error as Error).message;
+      for (const name of ["PORT", "NIM_STREAM_MODE", "DATABASE_URL", "BOT_GENERATOR"]) expect(message).toContain(name);
+      expect(message).not.toContain("super-secret-value");
+    }
+  });
+
+  it("requires GENERATOR_HTTP_URL for the http generator", () => {
+    expect(() => loadConfig({ ...required, BOT_GENERATOR: "http" })).toThrow(/GENERATOR_HTTP_URL/);
+    expect(
+      loadConfig({ ...required, BOT_GENERATOR: "http", GENERATOR_HTTP_URL: "http://site/api/stream" }).generator
+        .httpUrl,
+    ).toBe("http://site/api/stream");
+  });
+});

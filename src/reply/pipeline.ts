@@ -1,0 +1,470 @@
+/**
+ * One reply, from an accepted inbox message to the final NIM message.
+ *
+ *   claim (lease) → command? → history → generator → think filter → segmenter → outbox → NIM
+ *
+ * Every NIM message is first committed to the outbox together with the reply's next seq (one
+ * transaction), then sent, then marked sent. A restart therefore resends exactly the committed
+ * but unconfirmed messages (same seq, same body) and continues from the committed text, so the
+ * user sees each seq once (clients drop a repeated (stream_id, seq)) and exactly one done.
+ */
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { GenerationRequest, ReplyGenerator } from "../generators/types.ts";
+import { isNimError } from "../nim/errors.ts";
+import type { NimClient } from "../nim/types.ts";
+import type { ReplyJob } from "../queue/types.ts";
+import type { OutboxMessage, Repositories } from "../storage/repositories.ts";
+import type { Clock } from "./clock.ts";
+import {
+  apologyText,
+  finalBodies,
+  maxDeltaBudget,
+  pushContent,
+  resetConfirmationText,
+  SEGMENT_OPTION,
+  segmentBody,
+} from "./messages.ts";
+import type { ReplyObserver } from "./observer.ts";
+import { Segmenter } from "./segmenter.ts";
+import { createThinkFilter } from "./think-filter.ts";
+
+export type ReplyStatus = "ok" | "error" | "blocked" | "limited";
+
+export interface ReplyPipelineOptions {
+  nim: NimClient;
+  repositories: Repositories;
+  generator: ReplyGenerator;
+  botAccid: string;
+  systemPrompt: string;
+  pacingMs: number;
+  idleTimeoutMs: number;
+  totalTimeoutMs: number;
+  historyTurns: number;
+  historyCharacters: number;
+  clock: Clock;
+  logger: Logger;
+  /** Identifies this worker in inbox leases. */
+  workerId: string;
+  /** How long a claim holds without renewal; renewed every third of it. */
+  leaseMs: number;
+  observer?: ReplyObserver;
+}
+
+/** Marks where a regenerated answer starts when a resumed generation did not repeat what was sent. */
+export const REGENERATED_MARKER = "\n\n[重新生成 / regenerated]\n";
+
+const RESET_COMMANDS = new Set(["/reset", "重置"]);
+
+class LeaseLostError extends Error {
+  override readonly name = "LeaseLostError";
+}
+
+class DeliveryFailedError extends Error {
+  override readonly name = "DeliveryFailedError";
+}
+
+export function isResetCommand(text: string): boolean {
+  return RESET_COMMANDS.has(text.trim().toLowerCase());
+}
+
+export function createReplyProcessor(options: ReplyPipelineOptions): (job: ReplyJob) => Promise<void> {
+  const { repositories, clock, logger } = options;
+  const observer = options.observer;
+
+  return async function processReply(job: ReplyJob): Promise<void> {
+    const inbox = await repositories.inbox.get(job.msgidServer);
+    if (!inbox || inbox.status === "done" || inbox.status === "failed") return;
+    const claimed = await repositories.inbox.claim(
+      inbox.msgid_server,
+      options.workerId,
+      clock.now(),
+      clock.now() + options.leaseMs,
+    );
+    if (!claimed) return;
+
+    let leaseLost = false;
+    const renewal = setInterval(
+      () => {
+        repositories.inbox
+          .renewLease(inbox.msgid_server, options.workerId, clock.now() + options.leaseMs)
+          .then((renewed) => {
+            if (!renewed) leaseLost = true;
+          })
+          .catch((error: unknown) => logger.warn({ err: error }, "lease renewal failed"));
+      },
+      Math.max(1000, Math.floor(options.leaseMs / 3)),
+    );
+    renewal.unref();
+
+    try {
+      const reply = await repositories.replies.getOrCreate(
+        inbox.msgid_server,
+        randomUUID(),
+        inbox.from_accid,
+        clock.now(),
+      );
+      const context: StreamContext = {
+        replyTo: inbox.msgid_server,
+        streamId: reply.stream_id,
+        userAccid: inbox.from_accid,
+        text: reply.text,
+        nextSeq: reply.next_seq,
+        sentAny: false,
+        isLeaseLost: () => leaseLost,
+      };
+      // Committed but unconfirmed messages go out first, in seq order, identical to the first try.
+      const delivered = await resendPending(context);
+      if (reply.state === "finished") {
+        await complete(context, (reply.final_status as ReplyStatus) ?? "ok", delivered, inbox.text);
+        return;
+      }
+      if (!delivered) {
+        await finish(context, "error", inbox.text, { deliveryFailed: true });
+        return;
+      }
+      if (isResetCommand(inbox.text)) {
+        await repositories.conversations.reset(inbox.from_accid, clock.now());
+        await sendWholeText(context, resetConfirmationText, "ok", inbox.text, { recordTurns: false });
+        return;
+      }
+      await generateAndStream(context, inbox.text);
+    } catch (error) {
+      if (error instanceof LeaseLostError) {
+        logger.warn({ msgidServer: inbox.msgid_server }, "lease lost: another worker continues this reply");
+        return;
+      }
+      throw error;
+    } finally {
+      clearInterval(renewal);
+    }
+  };
+
+  interface StreamContext {
+    replyTo: string;
+    streamId: string;
+    userAccid: string;
+    /** Concatenation of every delta committed so far. */
+    text: string;
+    nextSeq: number;
+    sentAny: boolean;
+    isLeaseLost: () => boolean;
+  }
+
+  async function generateAndStream(context: StreamContext, userText: string): Promise<void> {
+    const now = clock.now();
+    if (!(await repositories.conversations.has(context.userAccid, context.replyTo, "user"))) {
+      await repositories.conversations.append(
+        { userAccid: context.userAccid, role: "user", content: userText, replyTo: context.replyTo },
+        now,
+      );
+    }
+    const history = await repositories.conversations.recent(
+      context.userAccid,
+      options.historyTurns,
+      options.historyCharacters,
+      context.replyTo,
+    );
+    const account = await repositories.accounts.findByAccid(context.userAccid);
+    const request: GenerationRequest = {
+      userId: account?.site_user_id,
+      accid: context.userAccid,
+      message: userText,
+      history,
+      systemPrompt: options.systemPrompt,
+    };
+
+    const startedAt = clock.now();
+    let firstTokenSeen = false;
+    const segmenter = new Segmenter({
+      pacingMs: options.pacingMs,
+      clock,
+      maxDeltaCharacters: maxDeltaBudget({
+        streamId: context.streamId,
+        replyTo: context.replyTo,
+        seq: Number.MAX_SAFE_INTEGER,
+      }),
+      emit: (delta) => commitAndSendSegment(context, delta),
+    });
+    const resume = createResumeFilter(context.text);
+    const think = createThinkFilter();
+    const push = (piece: string) => {
+      const visible = resume.push(piece);
+      if (visible) segmenter.push(visible);
+    };
+
+    const outcome = await runGenerator(request, (piece) => {
+      if (!firstTokenSeen) {
+        firstTokenSeen = true;
+        observer?.firstToken?.(context.replyTo, clock.now() - startedAt);
+      }
+      push(think.push(piece));
+    });
+    let status: ReplyStatus = "ok";
+    let apology: string | undefined;
+    if (outcome.kind === "completed") {
+      push(think.flush());
+      const rest = resume.end();
+      if (rest) segmenter.push(rest);
+    } else {
+      status = "error";
+      apology = apologyText(outcome.kind === "timeout" ? "timeout" : "error");
+      observer?.generatorError?.(outcome.kind);
+      logger.warn({ msgidServer: context.replyTo, outcome: outcome.kind, reason: outcome.reason }, "generation failed");
+    }
+    try {
+      await segmenter.end();
+    } catch (error) {
+      if (error instanceof LeaseLostError) throw error;
+      if (!(error instanceof DeliveryFailedError)) throw error;
+      await finish(context, "error", userText, { deliveryFailed: true });
+      return;
+    }
+    if (status === "ok" && context.text.trim() === "") {
+      status = "error";
+      apology = apologyText("error");
+    }
+    if (apology) {
+      // The apology is part of the visible answer, so it goes as a delta like any text.
+      const separator = context.text === "" ? "" : "\n\n";
+      try {
+        await commitAndSendSegment(context, separator + apology);
+      } catch (error) {
+        if (!(error instanceof DeliveryFailedError)) throw error;
+      }
+    }
+    await finish(context, status, userText, {});
+  }
+
+  type GeneratorOutcome = { kind: "completed" } | { kind: "timeout" | "failed"; reason: string };
+
+  /** Runs the generator with the idle and total timeouts; never throws. */
+  async function runGenerator(request: GenerationRequest, onPiece: (piece: string) => void): Promise<GeneratorOutcome> {
+    const controller = new AbortController();
+    let timeoutReason: string | undefined;
+    const abortWith = (reason: string) => {
+      timeoutReason = reason;
+      controller.abort(new Error(reason));
+    };
+    let idleTimer = clock.setTimeout(() => abortWith("idle timeout"), options.idleTimeoutMs);
+    const totalTimer = clock.setTimeout(() => abortWith("total timeout"), options.totalTimeoutMs);
+    // A generator that ignores its signal must still not hold the reply: race every step with it.
+    const aborted = new Promise<never>((_, reject) => {
+      controller.signal.addEventListener("abort", () => reject(controller.signal.reason), { once: true });
+    });
+    aborted.catch(() => {});
+    let iterator: AsyncIterator<string> | undefined;
+    try {
+      iterator = options.generator.generate(request, controller.signal)[Symbol.asyncIterator]();
+      while (true) {
+        const step = await Promise.race([iterator.next(), aborted]);
+        if (step.done) break;
+        if (typeof step.value === "string" && step.value.length > 0) {
+          clock.clearTimeout(idleTimer);
+          idleTimer = clock.setTimeout(() => abortWith("idle timeout"), options.idleTimeoutMs);
+          onPiece(step.value);
+        }
+      }
+      if (timeoutReason) return { kind: "timeout", reason: timeoutReason };
+      return { kind: "completed" };
+    } catch (error) {
+      if (timeoutReason) return { kind: "timeout", reason: timeoutReason };
+      return { kind: "failed", reason: (error as Error)?.message ?? String(error) };
+    } finally {
+      clock.clearTimeout(idleTimer);
+      clock.clearTimeout(totalTimer);
+      if (!controller.signal.aborted) controller.abort(new Error("reply finished"));
+      iterator?.return?.().catch(() => {});
+    }
+  }
+
+  async function commitAndSendSegment(context: StreamContext, delta: string): Promise<void> {
+    if (context.isLeaseLost()) throw new LeaseLostError("lease lost");
+    const seq = context.nextSeq;
+    const body = JSON.stringify(segmentBody({ streamId: context.streamId, replyTo: context.replyTo, seq, delta }));
+    const committed = await repositories.replies.commitOutbox(
+      { replyTo: context.replyTo, streamId: context.streamId },
+      [{ seq, body, kind: "segment", appendText: delta }],
+      clock.now(),
+    );
+    if (!committed) throw new LeaseLostError("seq already committed by another worker");
+    context.nextSeq = seq + 1;
+    context.text += delta;
+    const sent = await send(context, { seq, body, kind: "segment" });
+    if (!sent) throw new DeliveryFailedError("segment could not be delivered");
+  }
+
+  /** Sends one outbox message; false when NIM refused it for good or the retry deadline passed. */
+  async function send(context: StreamContext, message: Pick<OutboxMessage, "seq" | "body" | "kind">): Promise<boolean> {
+    const isFinal = message.kind === "final";
+    const sendStartedAt = clock.now();
+    try {
+      const result = await options.nim.sendMessage({
+        from: options.botAccid,
+        to: context.userAccid,
+        ope: 0,
+        type: 100,
+        body: message.body,
+        ...(isFinal
+          ? { pushcontent: pushContent((JSON.parse(message.body) as { text?: string }).text ?? "") }
+          : { option: SEGMENT_OPTION }),
+      });
+      await repositories.replies.markSent(context.streamId, message.seq, result.msgid, clock.now());
+      if (!context.sentAny) {
+        context.sentAny = true;
+        observer?.firstSegment?.(context.replyTo);
+      }
+      observer?.sent?.(message.kind, "ok", clock.now() - sendStartedAt);
+      return true;
+    } catch (error) {
+      const code = isNimError(error) ? String(error.code) : "unknown";
+      observer?.sent?.(message.kind, code, clock.now() - sendStartedAt);
+      await repositories.replies.markFailed(context.streamId, message.seq, clock.now());
+      await repositories.audit.record(
+        "reply.send_failed",
+        context.replyTo,
+        {
+          seq: message.seq,
+          kind: message.kind,
+          code,
+          retryable: isNimError(error) ? error.retryable : undefined,
+          message: (error as Error).message,
+        },
+        clock.now(),
+      );
+      logger.error({ msgidServer: context.replyTo, seq: message.seq, code }, "NIM send failed");
+      return false;
+    }
+  }
+
+  async function resendPending(context: StreamContext): Promise<boolean> {
+    const pending = (await repositories.replies.outbox(context.streamId)).filter((row) => row.state === "pending");
+    for (const row of pending) {
+      if (!(await send(context, row))) return false;
+    }
+    return true;
+  }
+
+  /** A reply whose whole text is known up front (reset confirmation, limits, moderation). */
+  async function sendWholeText(
+    context: StreamContext,
+    text: string,
+    status: ReplyStatus,
+    userText: string,
+    finishOptions: { recordTurns: boolean },
+  ): Promise<void> {
+    try {
+      await commitAndSendSegment(context, text);
+    } catch (error) {
+      if (!(error instanceof DeliveryFailedError)) throw error;
+    }
+    await finish(context, status, userText, { recordTurns: finishOptions.recordTurns });
+  }
+
+  /** Commits every final part in one transaction, then sends them. */
+  async function finish(
+    context: StreamContext,
+    status: ReplyStatus,
+    userText: string,
+    finishOptions: { deliveryFailed?: boolean; recordTurns?: boolean },
+  ): Promise<void> {
+    const bodies = finalBodies({
+      streamId: context.streamId,
+      replyTo: context.replyTo,
+      firstSeq: context.nextSeq,
+      text: context.text,
+      status,
+    });
+    const rows = bodies.map((body, index) => ({
+      seq: context.nextSeq + index,
+      body: JSON.stringify(body),
+      kind: "final" as const,
+      appendText: "",
+    }));
+    const committed = await repositories.replies.commitOutbox(
+      { replyTo: context.replyTo, streamId: context.streamId },
+      rows,
+      clock.now(),
+      status,
+    );
+    if (!committed) throw new LeaseLostError("final already committed by another worker");
+    context.nextSeq += rows.length;
+    let delivered = !finishOptions.deliveryFailed;
+    for (const row of rows) {
+      if (!(await send(context, row))) {
+        delivered = false;
+        break;
+      }
+    }
+    await complete(context, status, delivered, userText, finishOptions.recordTurns ?? true);
+  }
+
+  async function complete(
+    context: StreamContext,
+    status: ReplyStatus,
+    delivered: boolean,
+    _userText: string,
+    recordTurns = true,
+  ): Promise<void> {
+    const now = clock.now();
+    if (
+      recordTurns &&
+      status === "ok" &&
+      !(await repositories.conversations.has(context.userAccid, context.replyTo, "assistant"))
+    ) {
+      await repositories.conversations.append(
+        { userAccid: context.userAccid, role: "assistant", content: context.text, replyTo: context.replyTo },
+        now,
+      );
+    }
+    await repositories.inbox.finish(
+      context.replyTo,
+      delivered ? "done" : "failed",
+      now,
+      delivered ? null : "delivery failed",
+    );
+    await repositories.audit.record(
+      delivered ? "reply.final" : "reply.failed",
+      context.replyTo,
+      { status, seqs: context.nextSeq, characters: context.text.length },
+      now,
+    );
+    observer?.finished?.(context.replyTo, delivered ? status : "failed");
+  }
+}
+
+/**
+ * After a restart the generator runs again, but the user already saw `committed`. When the new
+ * output starts with exactly that text (deterministic generators, temperature 0), only the rest
+ * is sent; when it diverges, the new answer is sent in full after a visible marker. Either way
+ * no seq is repeated and the final text equals what the user saw.
+ */
+export function createResumeFilter(committed: string): { push(piece: string): string; end(): string } {
+  if (committed === "") return { push: (piece) => piece, end: () => "" };
+  let buffered = "";
+  let decided: "continue" | "diverged" | undefined;
+  return {
+    push(piece: string): string {
+      if (decided) return piece;
+      buffered += piece;
+      const overlap = Math.min(buffered.length, committed.length);
+      if (buffered.slice(0, overlap) !== committed.slice(0, overlap)) {
+        decided = "diverged";
+        const out = REGENERATED_MARKER + buffered;
+        buffered = "";
+        return out;
+      }
+      if (buffered.length >= committed.length) {
+        decided = "continue";
+        const out = buffered.slice(committed.length);
+        buffered = "";
+        return out;
+      }
+      return "";
+    },
+    end(): string {
+      // The regenerated answer was a prefix of what was already sent: nothing more to add.
+      return "";
+    },
+  };
+}
