@@ -12,6 +12,7 @@ import type { ReplyGenerator } from "./generators/types.ts";
 import { buildHttpApp } from "./http/app.ts";
 import { createLogger, type Logger } from "./http/logger.ts";
 import { createNimClient } from "./nim/client.ts";
+import { isAlreadyRegisteredError } from "./nim/errors.ts";
 import type { NimClient } from "./nim/types.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
 import type { ReplyQueue } from "./queue/types.ts";
@@ -135,6 +136,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     worker,
     queue,
     async start() {
+      await ensureBotAccount(nim, botAccid, logger);
       await worker?.start();
       return app.listen({ port: config.http.port, host: config.http.host });
     },
@@ -146,4 +148,19 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       await database.close();
     },
   };
+}
+
+/**
+ * The bot must exist at NIM before it can send. Creating it at every start is idempotent:
+ * NIM answers "already register" when it exists. A failure is logged, not fatal, so a NIM
+ * outage at start does not stop the callback intake (replies resume once NIM answers).
+ */
+async function ensureBotAccount(nim: NimClient, botAccid: string, logger: Logger): Promise<void> {
+  try {
+    await nim.createAccount({ accid: botAccid, name: "AI Bot" }, { deadlineMs: 10_000 });
+    logger.info({ bot: botAccid }, "bot account created at NIM");
+  } catch (error) {
+    if (isAlreadyRegisteredError(error)) return;
+    logger.warn({ bot: botAccid, err: error }, "could not make sure the bot account exists at NIM");
+  }
 }

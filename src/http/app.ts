@@ -23,7 +23,6 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     bodyLimit: options.bodyLimitBytes,
     requestTimeout: options.requestTimeoutMs ?? 10_000,
     connectionTimeout: options.requestTimeoutMs ?? 10_000,
-    disableRequestLogging: false,
     // Only the path is logged by Fastify's request serializer; bodies never are.
     trustProxy: false,
     return503OnClosing: true,
