@@ -119,7 +119,18 @@ class StaticMigrationProvider implements MigrationProvider {
 }
 
 export async function migrateToLatest(database: Kysely<unknown>, dialect: Dialect): Promise<void> {
-  const migrator = new Migrator({ db: database, provider: new StaticMigrationProvider(dialect) });
+  // On PostgreSQL the migration bookkeeping lives in the connection's current schema, so a
+  // deployment (or a test) that sets search_path gets its own tables, not public's.
+  let migrationTableSchema: string | undefined;
+  if (dialect === "postgres") {
+    const result = await sql<{ schema: string }>`select current_schema() as schema`.execute(database);
+    migrationTableSchema = result.rows[0]?.schema;
+  }
+  const migrator = new Migrator({
+    db: database,
+    provider: new StaticMigrationProvider(dialect),
+    ...(migrationTableSchema ? { migrationTableSchema } : {}),
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((result) => result.status === "Error");
