@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { buildMessageCopy, newMessageIdServer } from "../src/callback/build.ts";
 import { signCallback } from "../src/callback/sign.ts";
 import { loadConfig } from "../src/config/index.ts";
-import { type RunningNimEmulator, startNimEmulator } from "../src/emulator/index.ts";
 import type { EmulatorMessage, NimEmulatorOptions } from "../src/emulator/index.ts";
+import { type RunningNimEmulator, startNimEmulator } from "../src/emulator/index.ts";
 import { type Bridge, type BridgeOverrides, createBridge } from "../src/server.ts";
 import { type FakeOpenAi, type FakeOpenAiScenario, startFakeOpenAi } from "../src/testing/fake-openai.ts";
 
@@ -209,7 +209,9 @@ export class Stack {
       if (reply.messages.some((entry) => entry.body.done)) return reply;
       await sleep(20);
     }
-    throw new Error(`no done message for ${replyTo} within ${timeoutMs} ms; got ${this.delivered(replyTo).messages.length} messages\n${this.childOutput.slice(-2000)}`);
+    throw new Error(
+      `no done message for ${replyTo} within ${timeoutMs} ms; got ${this.delivered(replyTo).messages.length} messages\n${this.childOutput.slice(-2000)}`,
+    );
   }
 
   async close(): Promise<void> {

@@ -51,7 +51,12 @@ describe("reply failure paths", () => {
   it("ends the stream with an audit event when NIM refuses for good", async () => {
     stack = await startStack({ scenario: { kind: "text", text: ANSWER, pieces: 10, delayMs: 20 } });
     const accid = await stack.register("refused");
-    stack.emulator.faults.push({ path: "msg/sendMsg.action", kind: "code", code: 403, times: Number.POSITIVE_INFINITY });
+    stack.emulator.faults.push({
+      path: "msg/sendMsg.action",
+      kind: "code",
+      code: 403,
+      times: Number.POSITIVE_INFINITY,
+    });
     const msgid = await stack.send(accid, "hi");
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {

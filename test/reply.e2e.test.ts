@@ -50,8 +50,8 @@ describe("streamed reply", () => {
     expect(Object.keys(reply.segments[0]!)).toEqual(["kind", "stream_id", "reply_to", "seq", "delta", "done"]);
     // The generator got the system prompt and the user's message.
     const request = stack.openai.requests.at(-1)!;
-    expect(request.body.messages.at(0)).toMatchObject({ role: "system" });
-    expect(request.body.messages.at(-1)).toEqual({ role: "user", content: "你好" });
+    expect(request.body!.messages.at(0)).toMatchObject({ role: "system" });
+    expect(request.body!.messages.at(-1)).toEqual({ role: "user", content: "你好" });
   });
 
   it("answers the same callback delivered three times exactly once", async () => {
@@ -73,7 +73,7 @@ describe("streamed reply", () => {
     const accid = await stack.register("carol");
     await stack.waitForReply(await stack.send(accid, "My name is Carol."));
     await stack.waitForReply(await stack.send(accid, "What is my name?"));
-    const second = stack.openai.requests.at(-1)!.body.messages;
+    const second = stack.openai.requests.at(-1)!.body!.messages;
     expect(second.slice(1)).toEqual([
       { role: "user", content: "My name is Carol." },
       { role: "assistant", content: "Noted." },
@@ -87,7 +87,7 @@ describe("streamed reply", () => {
     expect(stack.openai.requests).toHaveLength(requestsBefore);
 
     await stack.waitForReply(await stack.send(accid, "Who am I?"));
-    expect(stack.openai.requests.at(-1)!.body.messages.slice(1)).toEqual([{ role: "user", content: "Who am I?" }]);
+    expect(stack.openai.requests.at(-1)!.body!.messages.slice(1)).toEqual([{ role: "user", content: "Who am I?" }]);
 
     await stack.waitForReply(await stack.send(accid, " 重置 "));
     expect(stack.openai.requests).toHaveLength(requestsBefore + 1);

@@ -24,7 +24,10 @@ describe("secrets in logs", () => {
       },
     });
     const logger = createLogger({ level: "trace", destination });
-    stack = await startStack({ scenario: { kind: "text", text: "Secret-free answer.", pieces: 3 }, overrides: { logger } });
+    stack = await startStack({
+      scenario: { kind: "text", text: "Secret-free answer.", pieces: 3 },
+      overrides: { logger },
+    });
 
     const registered = await fetch(`${stack.bridgeUrl}/im/register`, {
       method: "POST",
@@ -61,7 +64,16 @@ describe("secrets in logs", () => {
     await stack.stopBridge();
     expect(output.length).toBeGreaterThan(1000);
     expect(output).toContain("callback accepted");
-    for (const secret of [APP_SECRET, token, newToken, SERVICE_KEY, `${SERVICE_KEY}-wrong`, forged.CheckSum, genuine.CheckSum, "sk-e2e"]) {
+    for (const secret of [
+      APP_SECRET,
+      token,
+      newToken,
+      SERVICE_KEY,
+      `${SERVICE_KEY}-wrong`,
+      forged.CheckSum,
+      genuine.CheckSum,
+      "sk-e2e",
+    ]) {
       expect(output).not.toContain(secret);
     }
     // The emulator saw the real tokens, so the check above is about logs, not about tokens being absent.
