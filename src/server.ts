@@ -4,7 +4,7 @@
  * generator, the emulator's URL) through `overrides` without touching the pipeline.
  */
 import { randomUUID } from "node:crypto";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { callbackRoute } from "./callback/route.ts";
 import type { Config } from "./config/index.ts";
 import { createGenerator } from "./generators/index.ts";
@@ -36,6 +36,8 @@ export interface BridgeOverrides {
   /** Run the worker in this process (default true). */
   worker?: boolean;
   fetch?: typeof fetch;
+  /** More routes on the same HTTP app (the demo site of `npm start`; never used by `serve`). */
+  extraRoutes?: FastifyPluginAsync[];
 }
 
 export interface Bridge {
@@ -122,6 +124,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         clock,
       }),
       registerRoute({ service: registerService, authenticator }),
+      ...(overrides.extraRoutes ?? []),
     ],
     readiness: async () => {
       await database.kysely.selectFrom("accounts").select("accid").limit(1).execute();

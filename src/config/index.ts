@@ -14,12 +14,6 @@ const optionalText = z
 const integer = (fallback: number, minimum = 0, maximum = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(minimum).max(maximum).default(fallback);
 
-const booleanFlag = (fallback: boolean) =>
-  z
-    .enum(["true", "false", "1", "0", "yes", "no"])
-    .default(fallback ? "true" : "false")
-    .transform((value) => value === "true" || value === "1" || value === "yes");
-
 const environmentSchema = z.object({
   NIM_APP_KEY: optionalText,
   NIM_APP_SECRET: optionalText,

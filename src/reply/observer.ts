@@ -3,6 +3,12 @@
  * without the pipeline knowing about Prometheus. Imports no implementation.
  */
 export interface ReplyObserver {
+  /**
+   * The pipeline began a reply. `acceptedAt` (epoch ms, the pipeline's clock) is when the callback
+   * was accepted (the inbox row's received_at), so first-segment latency includes queueing; without
+   * it latencies count from this call.
+   */
+  started?(replyTo: string, acceptedAt?: number): void;
   /** Milliseconds from the start of generation to its first text piece. */
   firstToken?(replyTo: string, milliseconds: number): void;
   /** The first NIM message of the reply was accepted by NIM. */
