@@ -22,6 +22,8 @@ import {
   maxDeltaBudget,
   pushContent,
   resetConfirmationText,
+  FINAL_OPTION,
+  FINAL_PART_OPTION,
   SEGMENT_OPTION,
   segmentBody,
 } from "./messages.ts";
@@ -296,7 +298,6 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
 
   /** Sends one outbox message; false when NIM refused it for good or the retry deadline passed. */
   async function send(context: StreamContext, message: Pick<OutboxMessage, "seq" | "body" | "kind">): Promise<boolean> {
-    const isFinal = message.kind === "final";
     const sendStartedAt = clock.now();
     try {
       const result = await options.nim.sendMessage({
@@ -305,9 +306,7 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
         ope: 0,
         type: 100,
         body: message.body,
-        ...(isFinal
-          ? { pushcontent: pushContent((JSON.parse(message.body) as { text?: string }).text ?? "") }
-          : { option: SEGMENT_OPTION }),
+        ...messageOptions(message, context.text),
       });
       await repositories.replies.markSent(context.streamId, message.seq, result.msgid, clock.now());
       if (!context.sentAny) {
@@ -467,4 +466,15 @@ export function createResumeFilter(committed: string): { push(piece: string): st
       return "";
     },
   };
+}
+
+/**
+ * Segments are online-only and never copied back; the final is a normal stored message that
+ * notifies once: earlier parts of a long reply go silently, the done part carries the push text
+ * (the start of the whole answer).
+ */
+function messageOptions(message: Pick<OutboxMessage, "body" | "kind">, wholeText: string) {
+  if (message.kind !== "final") return { option: SEGMENT_OPTION };
+  const done = (JSON.parse(message.body) as { done?: boolean }).done === true;
+  return done ? { option: FINAL_OPTION, pushcontent: pushContent(wholeText) } : { option: FINAL_PART_OPTION };
 }
