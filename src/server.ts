@@ -5,15 +5,22 @@
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import { Redis } from "ioredis";
 import { callbackRoute } from "./callback/route.ts";
 import type { Config } from "./config/index.ts";
 import { createGenerator } from "./generators/index.ts";
 import type { ReplyGenerator } from "./generators/types.ts";
 import { buildHttpApp } from "./http/app.ts";
+import { HttpError } from "./http/errors.ts";
 import { createLogger, type Logger } from "./http/logger.ts";
+import { createRateLimit, createReplyLimits, createSendBudget } from "./limits/index.ts";
+import type { RateLimit } from "./limits/types.ts";
+import { createMetrics, metricsRoute } from "./metrics/index.ts";
+import { createModerator } from "./moderation/index.ts";
 import { createNimClient } from "./nim/client.ts";
 import { isAlreadyRegisteredError } from "./nim/errors.ts";
 import type { NimClient } from "./nim/types.ts";
+import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
 import type { ReplyQueue } from "./queue/types.ts";
 import { createRegisterAuthenticator } from "./register/auth.ts";
@@ -23,6 +30,8 @@ import { type Clock, systemClock } from "./reply/clock.ts";
 import type { ReplyObserver } from "./reply/observer.ts";
 import { createReplyProcessor } from "./reply/pipeline.ts";
 import { createReplyWorker, type ReplyWorker } from "./reply/worker.ts";
+import { createCallbackGuard } from "./security/callback-guard.ts";
+import { createSourceGuard, parseAddressList } from "./security/ip-allow-list.ts";
 import { type Database, openDatabase } from "./storage/database.ts";
 import { createRepositories, type Repositories } from "./storage/repositories.ts";
 
@@ -56,6 +65,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   if (!appKey || !appSecret || !botAccid) {
     throw new Error("NIM_APP_KEY, NIM_APP_SECRET and NIM_BOT_ACCID are required");
   }
+  const callbackSecret: string = appSecret;
+  const callbackBot: string = botAccid;
   const logger = overrides.logger ?? createLogger({ level: config.logLevel });
   const clock = overrides.clock ?? systemClock;
   const database = await openDatabase(config.databaseUrl);
@@ -72,13 +83,47 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       logger,
     });
   const generator = overrides.generator ?? createGenerator(config.generator);
+  // With REDIS_URL every instance shares de-duplication, limits and the job queue.
+  const redis = config.redisUrl
+    ? new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
+    : undefined;
+  redis?.on("error", (error) => logger.warn({ err: error }, "redis error"));
   const queue =
     overrides.queue ??
-    new InProcessQueue({
-      concurrency: config.reply.concurrency,
-      onError: (job, error, attempt) =>
-        logger.error({ err: error, msgidServer: job.msgidServer, attempt }, "reply job failed"),
-    });
+    (redis
+      ? new BullMqQueue({ connection: redis, concurrency: config.reply.concurrency, logger })
+      : new InProcessQueue({
+          concurrency: config.reply.concurrency,
+          onError: (job, error, attempt) =>
+            logger.error({ err: error, msgidServer: job.msgidServer, attempt }, "reply job failed"),
+        }));
+  const metrics = createMetrics({ now: () => clock.now() });
+  metrics.setQueueDepthSource(() => queue.depth());
+  const observer = combineObservers(metrics.replyObserver(), overrides.observer);
+  const moderator = createModerator({
+    keywordFile: config.moderation.keywordFile,
+    httpUrl: config.moderation.httpUrl,
+    httpTimeoutMs: config.moderation.httpTimeoutMs,
+    failOpen: config.moderation.failOpen,
+    logger,
+  });
+  const limitBackend = redis ? { redis } : {};
+  const replyLimits =
+    config.limits.replyPerMinute > 0 || config.limits.replyPerDay > 0
+      ? createReplyLimits({
+          perMinute: config.limits.replyPerMinute || Number.MAX_SAFE_INTEGER,
+          perDay: config.limits.replyPerDay || Number.MAX_SAFE_INTEGER,
+          ...limitBackend,
+        })
+      : undefined;
+  const sendBudget =
+    config.limits.nimSendRatePerSecond > 0
+      ? createSendBudget({
+          ratePerSecond: config.limits.nimSendRatePerSecond,
+          burst: config.limits.nimSendRatePerSecond,
+          ...limitBackend,
+        })
+      : undefined;
 
   const processReply = createReplyProcessor({
     nim,
@@ -95,41 +140,87 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     logger,
     workerId: `worker-${randomUUID()}`,
     leaseMs: 30_000,
-    ...(overrides.observer ? { observer: overrides.observer } : {}),
+    observer,
+    ...(replyLimits ? { replyLimits } : {}),
+    ...(moderator ? { moderator } : {}),
+    ...(sendBudget ? { sendBudget } : {}),
+    respectNimAntispam: config.moderation.respectNimAntispam,
   });
-  const runWorker = overrides.worker ?? true;
+  const runWorker = overrides.worker ?? config.role !== "http";
+  const serveHttpRoutes = config.role !== "worker";
   const worker = runWorker
     ? createReplyWorker({ queue, processReply, repositories, logger, singleInstance: !config.redisUrl })
     : undefined;
 
-  const registerService = createRegisterService({
+  const baseRegisterService = createRegisterService({
     nim,
     accounts: repositories.accounts,
     audit: repositories.audit,
     botAccid,
     logger,
   });
+  const registerPerUser = optionalLimit(config.limits.registerPerUserPerMinute, "register-user", redis);
+  const registerPerIp = optionalLimit(config.limits.registerPerIpPerMinute, "register-ip", redis);
+  const registerService: typeof baseRegisterService = {
+    async register(input) {
+      await enforce(registerPerUser, input.siteUserId);
+      try {
+        const result = await baseRegisterService.register(input);
+        metrics.registerOutcome("ok");
+        return result;
+      } catch (error) {
+        metrics.registerOutcome(error instanceof HttpError ? error.code : "error");
+        throw error;
+      }
+    },
+  };
   const authenticator = createRegisterAuthenticator(config.auth);
+  const sourceGuard = createSourceGuard({
+    allow: parseAddressList(config.security.callbackAllowedIps),
+    trustedProxies: parseAddressList(config.security.trustedProxies),
+  });
+  const callbackGuard = createCallbackGuard(sourceGuard, {
+    onRefused: (address) => {
+      metrics.callbackOutcome("rejected", "source-address");
+      logger.warn({ address }, "callback refused: source address not allowed");
+      void repositories.audit.record("callback.rejected", null, { reason: "source-address", ip: address });
+    },
+  });
 
   const app = await buildHttpApp({
     logger,
     bodyLimitBytes: config.http.bodyLimitBytes,
-    routes: [
+    requestTimeoutMs: config.http.requestTimeoutMs,
+    routes: [metricsRoute(metrics), ...(serveHttpRoutes ? httpRoutes() : []), ...(overrides.extraRoutes ?? [])],
+    readiness: async () => {
+      await database.kysely.selectFrom("accounts").select("accid").limit(1).execute();
+      if (redis) await redis.ping();
+    },
+  });
+
+  function httpRoutes(): FastifyPluginAsync[] {
+    const perIpLimit: FastifyPluginAsync = async (scope) => {
+      scope.addHook("onRequest", async (request) => {
+        if (request.url.split("?")[0] !== "/im/register") return;
+        const address = sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]);
+        await enforce(registerPerIp, address);
+      });
+    };
+    return [
+      perIpLimit,
       callbackRoute({
-        appSecret,
-        botAccid,
+        appSecret: callbackSecret,
+        botAccid: callbackBot,
         windowMs: config.callback.timeWindowSeconds * 1000,
         repositories,
         queue,
         clock,
+        guard: callbackGuard,
+        onOutcome: (outcome, detail) => metrics.callbackOutcome(outcome, detail),
       }),
       registerRoute({ service: registerService, authenticator }),
-      ...(overrides.extraRoutes ?? []),
-    ],
-    readiness: async () => {
-      await database.kysely.selectFrom("accounts").select("accid").limit(1).execute();
-    },
-  });
+    ];
+  }
 
   let closed = false;
   return {
@@ -148,6 +239,9 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       closed = true;
       await app.close();
       await worker?.stop();
+      moderator?.close?.();
+      if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
+      await redis?.quit().catch(() => redis.disconnect());
       await database.close();
     },
   };
@@ -166,4 +260,37 @@ async function ensureBotAccount(nim: NimClient, botAccid: string, logger: Logger
     if (isAlreadyRegisteredError(error)) return;
     logger.warn({ bot: botAccid, err: error }, "could not make sure the bot account exists at NIM");
   }
+}
+
+function optionalLimit(perMinute: number, keyPrefix: string, redis: Redis | undefined): RateLimit | undefined {
+  if (perMinute <= 0) return undefined;
+  return createRateLimit({ points: perMinute, durationSeconds: 60, keyPrefix, ...(redis ? { redis } : {}) });
+}
+
+/** 429 with Retry-After when the limit is used up. */
+async function enforce(limit: RateLimit | undefined, key: string): Promise<void> {
+  if (!limit) return;
+  const decision = await limit.consume(key);
+  if (decision.allowed) return;
+  const seconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+  throw new HttpError(429, "rate_limited", `Too many requests; retry in ${seconds} s`, {
+    "Retry-After": String(seconds),
+  });
+}
+
+function combineObservers(...observers: Array<ReplyObserver | undefined>): ReplyObserver {
+  const present = observers.filter((observer): observer is ReplyObserver => observer !== undefined);
+  const call =
+    <K extends keyof ReplyObserver>(name: K) =>
+    (...args: Parameters<NonNullable<ReplyObserver[K]>>) => {
+      for (const observer of present) (observer[name] as ((...values: unknown[]) => void) | undefined)?.(...args);
+    };
+  return {
+    started: call("started"),
+    firstToken: call("firstToken"),
+    firstSegment: call("firstSegment"),
+    sent: call("sent"),
+    generatorError: call("generatorError"),
+    finished: call("finished"),
+  };
 }

@@ -83,6 +83,7 @@ export function callbackRoute(options: CallbackRouteOptions): FastifyPluginAsync
         text: event.text,
         msgTimestamp: event.msgTimestamp,
         now,
+        antispam: event.antispam,
       });
       if (!accepted) {
         options.onOutcome?.("duplicate");

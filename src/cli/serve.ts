@@ -3,13 +3,17 @@
  * Refuses to start without NIM_APP_KEY, NIM_APP_SECRET and NIM_BOT_ACCID, naming every
  * missing or invalid setting at once.
  */
+import { parseArgs } from "node:util";
 import { ConfigurationError, loadConfig } from "../config/index.ts";
 import { createBridge } from "../server.ts";
 
 async function main(): Promise<void> {
+  // `serve --role http|worker` overrides SERVE_ROLE for this process.
+  const { values } = parseArgs({ options: { role: { type: "string" } }, strict: true });
+  const environment = values.role ? { ...process.env, SERVE_ROLE: values.role } : process.env;
   let config: ReturnType<typeof loadConfig>;
   try {
-    config = loadConfig(process.env, { require: ["NIM_APP_KEY", "NIM_APP_SECRET", "NIM_BOT_ACCID"] });
+    config = loadConfig(environment, { require: ["NIM_APP_KEY", "NIM_APP_SECRET", "NIM_BOT_ACCID"] });
   } catch (error) {
     if (error instanceof ConfigurationError) {
       console.error(`im-bridge cannot start.\n${error.message}\nSee the configuration table in README.md.`);
@@ -20,7 +24,7 @@ async function main(): Promise<void> {
   const bridge = await createBridge(config);
   const url = await bridge.start();
   bridge.app.log.info(
-    { url, generator: config.generator.kind, database: config.databaseUrl.split(":")[0] },
+    { url, role: config.role, generator: config.generator.kind, database: config.databaseUrl.split(":")[0] },
     "im-bridge is serving",
   );
   let stopping = false;

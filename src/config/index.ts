@@ -14,6 +14,12 @@ const optionalText = z
 const integer = (fallback: number, minimum = 0, maximum = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(minimum).max(maximum).default(fallback);
 
+const booleanFlag = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"])
+    .default(fallback ? "true" : "false")
+    .transform((value) => value === "true" || value === "1" || value === "yes");
+
 const environmentSchema = z.object({
   NIM_APP_KEY: optionalText,
   NIM_APP_SECRET: optionalText,
@@ -55,6 +61,27 @@ const environmentSchema = z.object({
   CALLBACK_TIME_WINDOW_SECONDS: integer(300, 1),
   /** Largest request body accepted on any route. NIM's biggest callback is well under this. */
   HTTP_BODY_LIMIT_BYTES: integer(64 * 1024, 1024),
+  /** A client that has not sent its whole request by then is cut off (slow-body attacks). */
+  HTTP_REQUEST_TIMEOUT_MS: integer(10_000, 100),
+  /** Comma-separated CIDRs or addresses allowed to call /im/callback; empty = anyone (signature still required). */
+  CALLBACK_ALLOWED_IPS: z.string().default(""),
+  /** Proxies whose X-Forwarded-For is believed (CIDRs). */
+  TRUSTED_PROXIES: z.string().default(""),
+  /** `all` runs HTTP and a worker; `http` only takes requests; `worker` only produces replies. */
+  SERVE_ROLE: z.enum(["all", "http", "worker"]).default("all"),
+
+  REGISTER_LIMIT_PER_IP_PER_MINUTE: integer(60, 0),
+  REGISTER_LIMIT_PER_USER_PER_MINUTE: integer(10, 0),
+  REPLY_LIMIT_PER_MINUTE: integer(20, 0),
+  REPLY_LIMIT_PER_DAY: integer(500, 0),
+  /** Global budget of NIM sends per second, so bursts wait instead of running into 416. */
+  NIM_SEND_RATE_PER_SECOND: integer(50, 0),
+
+  MODERATION_KEYWORDS_FILE: optionalText,
+  MODERATION_HTTP_URL: optionalText.refine((value) => value === undefined || URL.canParse(value), "must be a URL"),
+  MODERATION_HTTP_TIMEOUT_MS: integer(2000, 1),
+  MODERATION_FAIL_OPEN: booleanFlag(false),
+  MODERATION_RESPECT_NIM_ANTISPAM: booleanFlag(true),
 
   OPENAI_BASE_URL: optionalText,
   OPENAI_API_KEY: optionalText,
@@ -90,7 +117,23 @@ export interface Config {
     retryDeadlineMs: number;
     retryMaxAttempts: number;
   };
-  http: { port: number; host: string; bodyLimitBytes: number };
+  http: { port: number; host: string; bodyLimitBytes: number; requestTimeoutMs: number };
+  role: "all" | "http" | "worker";
+  security: { callbackAllowedIps: string; trustedProxies: string };
+  limits: {
+    registerPerIpPerMinute: number;
+    registerPerUserPerMinute: number;
+    replyPerMinute: number;
+    replyPerDay: number;
+    nimSendRatePerSecond: number;
+  };
+  moderation: {
+    keywordFile: string | undefined;
+    httpUrl: string | undefined;
+    httpTimeoutMs: number;
+    failOpen: boolean;
+    respectNimAntispam: boolean;
+  };
   databaseUrl: string;
   redisUrl: string | undefined;
   logLevel: string;
@@ -179,7 +222,28 @@ export function loadConfig(
       retryDeadlineMs: values.NIM_RETRY_DEADLINE_MS,
       retryMaxAttempts: values.NIM_RETRY_MAX_ATTEMPTS,
     },
-    http: { port: values.PORT, host: values.HOST, bodyLimitBytes: values.HTTP_BODY_LIMIT_BYTES },
+    http: {
+      port: values.PORT,
+      host: values.HOST,
+      bodyLimitBytes: values.HTTP_BODY_LIMIT_BYTES,
+      requestTimeoutMs: values.HTTP_REQUEST_TIMEOUT_MS,
+    },
+    role: values.SERVE_ROLE,
+    security: { callbackAllowedIps: values.CALLBACK_ALLOWED_IPS, trustedProxies: values.TRUSTED_PROXIES },
+    limits: {
+      registerPerIpPerMinute: values.REGISTER_LIMIT_PER_IP_PER_MINUTE,
+      registerPerUserPerMinute: values.REGISTER_LIMIT_PER_USER_PER_MINUTE,
+      replyPerMinute: values.REPLY_LIMIT_PER_MINUTE,
+      replyPerDay: values.REPLY_LIMIT_PER_DAY,
+      nimSendRatePerSecond: values.NIM_SEND_RATE_PER_SECOND,
+    },
+    moderation: {
+      keywordFile: values.MODERATION_KEYWORDS_FILE,
+      httpUrl: values.MODERATION_HTTP_URL,
+      httpTimeoutMs: values.MODERATION_HTTP_TIMEOUT_MS,
+      failOpen: values.MODERATION_FAIL_OPEN,
+      respectNimAntispam: values.MODERATION_RESPECT_NIM_ANTISPAM,
+    },
     databaseUrl: values.DATABASE_URL,
     redisUrl: values.REDIS_URL,
     logLevel: values.LOG_LEVEL,

@@ -6,9 +6,12 @@
  * Every request runs the same pipeline: latency → "before" fault → authentication → frequency
  * control → the endpoint → "after" fault → answer.
  */
+
+import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { apiCheckSum } from "../nim/checksum.ts";
 import { defaultDescription, drawRandomFault, type FaultAction, takeQueuedFault } from "./faults.ts";
+import { pause } from "./pause.ts";
 import {
   type EmulatorAccount,
   type EmulatorMessageOption,
@@ -153,9 +156,10 @@ function abandon(request: FastifyRequest, reply: FastifyReply) {
  * Checks the four auth headers like NIM: AppKey, then CheckSum = sha1(AppSecret + Nonce + CurTime)
  * (lowercase hex, compared exactly, so a client that upper-cases it is caught here), then CurTime
  * freshness in **seconds** (a client sending milliseconds lands far in the future and fails).
- * All failures are 414 with NIM's observed desc strings.
+ * All failures are 414 with NIM's observed desc strings. The v2 API (v2-api.ts) uses the same check:
+ * NIM signs both generations of its server API identically (nim-protocol §5).
  */
-function authenticate(request: FastifyRequest, state: NimEmulatorState): void {
+export function authenticate(request: FastifyRequest, state: NimEmulatorState): void {
   const settings = state.settings;
   const header = (name: string) => {
     const value = request.headers[name];
@@ -289,6 +293,11 @@ const endpoints: Record<string, Endpoint> = {
     const timetag = state.now();
     state.recordMessage({
       msgid,
+      // The server API takes no client id; NIM still copies one (a UUID-like string) for every message.
+      msgidClient: randomUUID(),
+      source: "server",
+      fromClientType: "REST",
+      fromDeviceId: "",
       from: sender.accid,
       to: receiver,
       ope: ope === "1" ? 1 : 0,
@@ -414,20 +423,6 @@ function requireKnownReceiver(ope: string, to: string, state: NimEmulatorState):
   const account = state.findAccount(to);
   if (!account) throw new ClassicApiError(414, "to accid not exists");
   return account.accid;
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts (the caller then checks the connection). */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** JSON with bigint values written as bare numbers, as NIM's Java side writes a long msgid. */

@@ -46,6 +46,20 @@ export interface RandomFaults {
   random?: () => number;
 }
 
+/**
+ * Faults of the message-copy callback (消息抄送), NIM → bridge. Real NIM may deliver a copy twice
+ * (a lost acknowledgement, a redelivery) and late, so the bridge must de-duplicate on msgidServer
+ * and answer fast; these knobs make both happen on demand.
+ */
+export interface CallbackFaults {
+  /** Probability in [0, 1] that a delivered copy is POSTed once more (same body, re-signed). */
+  duplicateProbability?: number;
+  /** Added before the first attempt of every copy, ms. */
+  delayMs?: number;
+  /** Uniform in [0, 1); default Math.random. */
+  random?: () => number;
+}
+
 /** Takes the first queued fault for this path and phase, consuming one of its `times`. */
 export function takeQueuedFault(state: NimEmulatorState, path: string, when: FaultWhen): FaultRule | undefined {
   const index = state.faults.findIndex(

@@ -11,6 +11,8 @@ export type PathGroup = "user" | "message" | "other";
 export function pathGroupOf(path: string): PathGroup {
   if (path.startsWith("user/")) return "user";
   if (path.startsWith("msg/")) return "message";
+  // v2 message endpoints (im/v2/conversations/…/messages…) share the message category at NIM.
+  if (path.startsWith("im/v2/conversations/")) return "message";
   return "other";
 }
 

@@ -1,11 +1,12 @@
 /**
  * Everything the local NIM emulator remembers: accounts, accepted messages and notifications, a log
- * of requests, the fault queue and the mutable settings. Routes (classic-api.ts, and later the
- * WebSocket gateway and callbacks) read and write it; tests inspect it and await deliveries on it.
+ * of requests, message-copy callback attempts, v2 stream messages, per-user offline queues, the
+ * fault queue and the mutable settings. Routes (classic-api.ts, v2-api.ts, gateway.ts) and the
+ * callback dispatcher (callbacks.ts) read and write it; tests inspect it and await events on it.
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { FaultRule, RandomFaults } from "./faults.ts";
+import type { CallbackFaults, FaultRule, RandomFaults } from "./faults.ts";
 import { FrequencyControl } from "./frequency-control.ts";
 
 export interface EmulatorAccount {
@@ -36,9 +37,30 @@ export interface EmulatorMessageOption {
   sessionUpdate: boolean;
 }
 
+/**
+ * Where a message came from, which decides how NIM copies it (消息抄送):
+ * - "server": the classic server API (`msg/sendMsg.action`), copied as `fromClientType` REST, only
+ *   when `copyServerMessages` is on and `option.route` is not false;
+ * - "client": a user's client through the gateway (like an SDK send), always copied, as WEB;
+ * - "stream": the merged message of a finished or terminated v2 stream message (server side).
+ */
+export type EmulatorMessageSource = "server" | "client" | "stream";
+
+/** Why a v2 stream message was terminated before its `finish` chunk. */
+export type StreamTerminationReason = "timeout" | "too-long";
+
 export interface EmulatorMessage {
   /** Decimal digits; may exceed 2^53, so never a number. */
   msgid: string;
+  /** The client's id for the message (UUID-like): `msgidClient` in the copy. */
+  msgidClient: string;
+  source: EmulatorMessageSource;
+  /** WEB for gateway sends, REST for the server APIs (what the copy's `fromClientType` says). */
+  fromClientType: string;
+  /** The sending device; "" for the server APIs, as NIM copies REST messages. */
+  fromDeviceId: string;
+  /** Set on the merged message of a v2 stream: how the stream ended. */
+  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason };
   from: string;
   to: string;
   ope: 0 | 1;
@@ -77,6 +99,51 @@ export interface EmulatorNotification {
   fields: Record<string, string>;
 }
 
+/** One v2 stream message (nim-protocol §5.1), from its first chunk to its merge. */
+export interface EmulatorStream {
+  messageServerId: string;
+  messageClientId: string;
+  /** As given in the URL, e.g. "bot|1|u_42". */
+  conversationId: string;
+  from: string;
+  to: string;
+  /** The chunks' texts concatenated in index order. */
+  text: string;
+  /** The index the next chunk must carry. */
+  nextIndex: number;
+  status: "streaming" | "complete" | "terminated";
+  terminationReason?: StreamTerminationReason;
+  createdAt: number;
+  lastChunkAt: number;
+  chunks: Array<{ index: number; text: string; finish: 0 | 1; receivedAt: number }>;
+  /** The option the merged message is recorded with (from message_config / route_config). */
+  option: EmulatorMessageOption;
+  /** Fires when no chunk arrived for `streamChunkTimeoutMs`; cleared on finish, termination, reset. */
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/** One message-copy (or validation) POST attempt, as the emulator made it. */
+export interface EmulatorCallbackRecord {
+  kind: "message-copy" | "validation";
+  url: string;
+  /** The exact body sent (the signature covers these bytes). */
+  body: string;
+  headers: Record<string, string>;
+  /** The copied message's msgid (absent for validation). */
+  msgidServer?: string;
+  /** 1 for the first try, 2+ for retries. */
+  attempt: number;
+  /** A fault-injected second delivery of a copy already delivered. */
+  duplicate: boolean;
+  startedAt: number;
+  durationMs: number;
+  /** HTTP status of the answer; undefined on a network error or timeout. */
+  status?: number;
+  error?: string;
+  /** Counted as delivered (status in `callbackDeliveredStatuses`, within the timeout). */
+  delivered: boolean;
+}
+
 /** One request as the emulator answered it. */
 export interface EmulatorRequestRecord {
   path: string;
@@ -109,6 +176,35 @@ export interface EmulatorSettings {
   rejectReplayedNonce: boolean;
   /** sendMsg body limit in characters (5000 on standard plans; configurable on flagship+). */
   bodyLimit: number;
+  /** Where message copies are POSTed; undefined: copies are off (like an unconfigured console). */
+  callbackUrl: string | undefined;
+  /** The secret copies are signed with; the app secret unless a test wants a wrong one. */
+  callbackAppSecret: string;
+  /**
+   * Copy messages sent through the server APIs too (NIM does, unless `option.route` is false), so
+   * the bridge sees its own bot messages come back and must ignore them. Default true.
+   */
+  copyServerMessages: boolean;
+  /** How long one copy attempt may take; NIM's documented limit is 5 s. */
+  callbackTimeoutMs: number;
+  /**
+   * Retries after a failed attempt. NIM's real policy (count, backoff, whether it redelivers at all)
+   * is undocumented (nim-protocol §4.2, §9.1); the default 2 keeps a briefly failing bridge from
+   * losing messages in local runs, and tests can set 0 to model "no redelivery".
+   */
+  callbackRetries: number;
+  /** Wait before retry n (1-based) is `callbackRetryDelayMs × 2^(n-1)`. Default 1000. */
+  callbackRetryDelayMs: number;
+  /**
+   * HTTP statuses that count as delivered. Default [200]. NIM's English "Data Sync Overview" says
+   * 200 *or 500* within 5 s counts as delivered; set [200, 500] to model that reading.
+   */
+  callbackDeliveredStatuses: number[];
+  callbackFaults: CallbackFaults;
+  /** v2 stream messages: the longest allowed gap between chunks before termination (NIM: 30 s). */
+  streamChunkTimeoutMs: number;
+  /** v2 stream messages: the most characters all chunks together may carry (NIM: 5000). */
+  streamTextLimit: number;
 }
 
 export interface EmulatorStateOptions {
@@ -123,6 +219,17 @@ export interface EmulatorStateOptions {
   randomFaults?: RandomFaults;
   rejectReplayedNonce?: boolean;
   bodyLimit?: number;
+  callbackUrl?: string;
+  /** Default: `appSecret`. */
+  callbackAppSecret?: string;
+  copyServerMessages?: boolean;
+  callbackTimeoutMs?: number;
+  callbackRetries?: number;
+  callbackRetryDelayMs?: number;
+  callbackDeliveredStatuses?: number[];
+  callbackFaults?: CallbackFaults;
+  streamChunkTimeoutMs?: number;
+  streamTextLimit?: number;
 }
 
 export interface MessageFilter {
@@ -131,6 +238,14 @@ export interface MessageFilter {
   type?: number;
   /** Any further condition. */
   where?: (message: EmulatorMessage) => boolean;
+}
+
+export interface CallbackFilter {
+  kind?: EmulatorCallbackRecord["kind"];
+  msgidServer?: string;
+  /** Only attempts counted as delivered. */
+  delivered?: boolean;
+  where?: (record: EmulatorCallbackRecord) => boolean;
 }
 
 export interface NotificationFilter {
@@ -148,6 +263,15 @@ export class NimEmulatorState {
   readonly messages: EmulatorMessage[] = [];
   readonly notifications: EmulatorNotification[] = [];
   readonly requests: EmulatorRequestRecord[] = [];
+  /** Every message-copy and validation POST attempt, in the order they completed. */
+  readonly callbacks: EmulatorCallbackRecord[] = [];
+  /** v2 stream messages by message_server_id. */
+  readonly streams = new Map<string, EmulatorStream>();
+  /**
+   * Per recipient accid: stored messages that arrived while the recipient had no open gateway
+   * session. Flushed (as the `offline` frame) at the next login, like NIM's offline messages.
+   */
+  readonly undelivered = new Map<string, EmulatorMessage[]>();
   /** Queued faults, consumed in order; push to inject. */
   readonly faults: FaultRule[] = [];
   readonly settings: EmulatorSettings;
@@ -172,6 +296,16 @@ export class NimEmulatorState {
       randomFaults: options.randomFaults,
       rejectReplayedNonce: options.rejectReplayedNonce ?? false,
       bodyLimit: options.bodyLimit ?? 5000,
+      callbackUrl: options.callbackUrl,
+      callbackAppSecret: options.callbackAppSecret ?? options.appSecret,
+      copyServerMessages: options.copyServerMessages ?? true,
+      callbackTimeoutMs: options.callbackTimeoutMs ?? 5_000,
+      callbackRetries: options.callbackRetries ?? 2,
+      callbackRetryDelayMs: options.callbackRetryDelayMs ?? 1_000,
+      callbackDeliveredStatuses: options.callbackDeliveredStatuses ?? [200],
+      callbackFaults: options.callbackFaults ?? {},
+      streamChunkTimeoutMs: options.streamChunkTimeoutMs ?? 30_000,
+      streamTextLimit: options.streamTextLimit ?? 5000,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.
@@ -199,6 +333,16 @@ export class NimEmulatorState {
     this.events.emit("message", message);
   }
 
+  recordCallback(record: EmulatorCallbackRecord): void {
+    this.callbacks.push(record);
+    this.events.emit("callback", record);
+  }
+
+  /** Called by the v2 API when a stream is created, advances, finishes or is terminated. */
+  recordStreamChange(stream: EmulatorStream): void {
+    this.events.emit("stream", stream);
+  }
+
   recordNotification(notification: EmulatorNotification): void {
     this.notifications.push(notification);
     this.events.emit("notification", notification);
@@ -213,6 +357,16 @@ export class NimEmulatorState {
   onNotification(listener: (notification: EmulatorNotification) => void): () => void {
     this.events.on("notification", listener);
     return () => this.events.off("notification", listener);
+  }
+
+  onCallback(listener: (record: EmulatorCallbackRecord) => void): () => void {
+    this.events.on("callback", listener);
+    return () => this.events.off("callback", listener);
+  }
+
+  onStreamChange(listener: (stream: EmulatorStream) => void): () => void {
+    this.events.on("stream", listener);
+    return () => this.events.off("stream", listener);
   }
 
   onAccount(listener: (account: EmulatorAccount) => void): () => void {
@@ -238,6 +392,40 @@ export class NimEmulatorState {
     );
   }
 
+  callbacksMatching(filter: CallbackFilter = {}): EmulatorCallbackRecord[] {
+    return this.callbacks.filter(
+      (record) =>
+        (filter.kind === undefined || record.kind === filter.kind) &&
+        (filter.msgidServer === undefined || record.msgidServer === filter.msgidServer) &&
+        (filter.delivered === undefined || record.delivered === filter.delivered) &&
+        (filter.where === undefined || filter.where(record)),
+    );
+  }
+
+  /** Resolves once at least `count` matching callback attempts have completed. */
+  waitForCallbacks(filter: CallbackFilter & { count: number; timeoutMs?: number }): Promise<EmulatorCallbackRecord[]> {
+    return this.waitFor(
+      "callback",
+      () => this.callbacksMatching(filter),
+      filter.count,
+      filter.timeoutMs,
+      `${filter.count} callback attempt(s)`,
+    );
+  }
+
+  /** Stored messages of a person-to-person conversation, both directions, oldest first. */
+  conversationHistory(accid: string, peer: string, limit: number): EmulatorMessage[] {
+    const self = accid.toLowerCase();
+    const other = peer.toLowerCase();
+    const messages = this.messages.filter(
+      (message) =>
+        isStoredMessage(message) &&
+        message.ope === 0 &&
+        ((message.from === self && message.to === other) || (message.from === other && message.to === self)),
+    );
+    return limit > 0 ? messages.slice(-limit) : [];
+  }
+
   waitForNotifications(
     filter: NotificationFilter & { count: number; timeoutMs?: number },
   ): Promise<EmulatorNotification[]> {
@@ -256,12 +444,19 @@ export class NimEmulatorState {
     );
   }
 
-  /** Forgets accounts, messages, requests, queued faults and rate-limit buckets; settings stay. */
+  /**
+   * Forgets accounts, messages, requests, callback records, streams (stopping their timers),
+   * offline queues, queued faults and rate-limit buckets; settings stay.
+   */
   reset(): void {
     this.accounts.clear();
     this.messages.length = 0;
     this.notifications.length = 0;
     this.requests.length = 0;
+    this.callbacks.length = 0;
+    for (const stream of this.streams.values()) clearTimeout(stream.timer);
+    this.streams.clear();
+    this.undelivered.clear();
     this.faults.length = 0;
     this.seenNonces.clear();
     this.frequencyControl.reset();
@@ -274,7 +469,7 @@ export class NimEmulatorState {
   }
 
   private waitFor<T>(
-    event: "message" | "notification",
+    event: "message" | "notification" | "callback",
     current: () => T[],
     count: number,
     timeoutMs: number | undefined,
@@ -300,6 +495,16 @@ export class NimEmulatorState {
       this.events.on(event, check);
     });
   }
+}
+
+/**
+ * Whether NIM keeps the message for offline delivery and history. The emulator decides on
+ * `option.persistent` alone (NIM: "whether to store offline"); `roam` and `history` switch off
+ * roaming and cloud history at NIM, which the emulator does not model separately, and the bridge's
+ * transient segments set all three to false anyway.
+ */
+export function isStoredMessage(message: EmulatorMessage): boolean {
+  return message.option.persistent !== false;
 }
 
 function matchesMessage(message: EmulatorMessage, filter: MessageFilter): boolean {

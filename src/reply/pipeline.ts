@@ -11,6 +11,9 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { GenerationRequest, ReplyGenerator } from "../generators/types.ts";
+import type { RateLimit, SendBudget } from "../limits/types.ts";
+import { createOutputWindowChecker } from "../moderation/index.ts";
+import type { Moderator } from "../moderation/types.ts";
 import { isNimError } from "../nim/errors.ts";
 import type { NimClient } from "../nim/types.ts";
 import type { ReplyJob } from "../queue/types.ts";
@@ -18,12 +21,14 @@ import type { OutboxMessage, Repositories } from "../storage/repositories.ts";
 import type { Clock } from "./clock.ts";
 import {
   apologyText,
+  blockedText,
+  FINAL_OPTION,
+  FINAL_PART_OPTION,
   finalBodies,
+  limitedTextWithRetryAfter,
   maxDeltaBudget,
   pushContent,
   resetConfirmationText,
-  FINAL_OPTION,
-  FINAL_PART_OPTION,
   SEGMENT_OPTION,
   segmentBody,
 } from "./messages.ts";
@@ -51,6 +56,14 @@ export interface ReplyPipelineOptions {
   /** How long a claim holds without renewal; renewed every third of it. */
   leaseMs: number;
   observer?: ReplyObserver;
+  /** Per-user reply limits (per minute and per day); a refused message gets status `limited`. */
+  replyLimits?: RateLimit;
+  /** Input before generation and output in bounded windows before each segment goes out. */
+  moderator?: Moderator;
+  /** Treat NIM's own antispam flag on the inbound copy as blocked input. */
+  respectNimAntispam?: boolean;
+  /** Global NIM send budget: a burst waits here instead of running into NIM's 416. */
+  sendBudget?: SendBudget;
 }
 
 /** Marks where a regenerated answer starts when a resumed generation did not repeat what was sent. */
@@ -64,6 +77,10 @@ class LeaseLostError extends Error {
 
 class DeliveryFailedError extends Error {
   override readonly name = "DeliveryFailedError";
+}
+
+class BlockedOutputError extends Error {
+  override readonly name = "BlockedOutputError";
 }
 
 export function isResetCommand(text: string): boolean {
@@ -84,6 +101,7 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
       clock.now() + options.leaseMs,
     );
     if (!claimed) return;
+    observer?.started?.(inbox.msgid_server, inbox.received_at);
 
     let leaseLost = false;
     const renewal = setInterval(
@@ -130,6 +148,14 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
         await sendWholeText(context, resetConfirmationText, "ok", inbox.text, { recordTurns: false });
         return;
       }
+      // Checks run only for a reply that has not started: a resumed reply was already admitted.
+      if (reply.next_seq === 0) {
+        const refusal = await admit(inbox.from_accid, inbox.text, inbox.antispam === 1, inbox.msgid_server);
+        if (refusal) {
+          await sendWholeText(context, refusal.text, refusal.status, inbox.text, { recordTurns: false });
+          return;
+        }
+      }
       await generateAndStream(context, inbox.text);
     } catch (error) {
       if (error instanceof LeaseLostError) {
@@ -151,6 +177,44 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
     nextSeq: number;
     sentAny: boolean;
     isLeaseLost: () => boolean;
+  }
+
+  /** Limits and input moderation; returns the refusal to send instead of an answer. */
+  async function admit(
+    accid: string,
+    text: string,
+    flaggedByNim: boolean,
+    replyTo: string,
+  ): Promise<{ status: ReplyStatus; text: string } | undefined> {
+    if (flaggedByNim && options.respectNimAntispam) {
+      await repositories.audit.record(
+        "reply.blocked",
+        replyTo,
+        { stage: "input", reason: "nim-antispam" },
+        clock.now(),
+      );
+      return { status: "blocked", text: blockedText };
+    }
+    if (options.replyLimits) {
+      const decision = await options.replyLimits.consume(accid);
+      if (!decision.allowed) {
+        await repositories.audit.record("reply.limited", replyTo, { retryAfterMs: decision.retryAfterMs }, clock.now());
+        return { status: "limited", text: limitedTextWithRetryAfter(Math.ceil(decision.retryAfterMs / 1000)) };
+      }
+    }
+    if (options.moderator) {
+      const verdict = await options.moderator.checkInput(text, { accid });
+      if (!verdict.allowed) {
+        await repositories.audit.record(
+          "reply.blocked",
+          replyTo,
+          { stage: "input", reason: verdict.reason },
+          clock.now(),
+        );
+        return { status: "blocked", text: blockedText };
+      }
+    }
+    return undefined;
   }
 
   async function generateAndStream(context: StreamContext, userText: string): Promise<void> {
@@ -178,6 +242,10 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
 
     const startedAt = clock.now();
     let firstTokenSeen = false;
+    let blockedReason: string | undefined;
+    const outputChecker = options.moderator
+      ? createOutputWindowChecker(options.moderator, { context: { accid: context.userAccid } })
+      : undefined;
     const segmenter = new Segmenter({
       pacingMs: options.pacingMs,
       clock,
@@ -186,7 +254,17 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
         replyTo: context.replyTo,
         seq: Number.MAX_SAFE_INTEGER,
       }),
-      emit: (delta) => commitAndSendSegment(context, delta),
+      emit: async (delta) => {
+        if (outputChecker) {
+          const verdict = await outputChecker.check(delta);
+          if (!verdict.allowed) {
+            // The blocked window is never committed, so it is never sent.
+            blockedReason = verdict.reason;
+            throw new BlockedOutputError(verdict.reason);
+          }
+        }
+        await commitAndSendSegment(context, delta);
+      },
     });
     const resume = createResumeFilter(context.text);
     const think = createThinkFilter();
@@ -196,6 +274,7 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
     };
 
     const outcome = await runGenerator(request, (piece) => {
+      if (blockedReason !== undefined) throw new BlockedOutputError(blockedReason);
       if (!firstTokenSeen) {
         firstTokenSeen = true;
         observer?.firstToken?.(context.replyTo, clock.now() - startedAt);
@@ -217,12 +296,26 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
     try {
       await segmenter.end();
     } catch (error) {
-      if (error instanceof LeaseLostError) throw error;
-      if (!(error instanceof DeliveryFailedError)) throw error;
-      await finish(context, "error", userText, { deliveryFailed: true });
-      return;
+      if (error instanceof BlockedOutputError) {
+        blockedReason = error.message;
+      } else if (error instanceof DeliveryFailedError) {
+        await finish(context, "error", userText, { deliveryFailed: true });
+        return;
+      } else {
+        throw error;
+      }
     }
-    if (status === "ok" && context.text.trim() === "") {
+    if (blockedReason !== undefined) {
+      await repositories.audit.record(
+        "reply.blocked",
+        context.replyTo,
+        { stage: "output", reason: blockedReason },
+        clock.now(),
+      );
+      status = "blocked";
+      apology = blockedText;
+    }
+    if (status === "ok" && context.text.trim() === "" && blockedReason === undefined) {
       status = "error";
       apology = apologyText("error");
     }
@@ -300,6 +393,9 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
   async function send(context: StreamContext, message: Pick<OutboxMessage, "seq" | "body" | "kind">): Promise<boolean> {
     const sendStartedAt = clock.now();
     try {
+      // Waiting here spreads a burst; if the budget cannot be had in time, NIM's 416 and the
+      // client's backoff still protect us, so the send goes ahead.
+      await options.sendBudget?.acquire("message").catch(() => undefined);
       const result = await options.nim.sendMessage({
         from: options.botAccid,
         to: context.userAccid,

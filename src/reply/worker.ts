@@ -18,6 +18,11 @@ export interface ReplyWorkerOptions {
    */
   singleInstance: boolean;
   now?: () => number;
+  /**
+   * How often to look for accepted messages nobody is working on: rows accepted by an HTTP-only
+   * instance, an enqueue that failed, or a reply whose worker died (its lease ran out). 0 = never.
+   */
+  sweepIntervalMs?: number;
 }
 
 export interface ReplyWorker {
@@ -39,14 +44,30 @@ export function createReplyWorker(options: ReplyWorkerOptions): ReplyWorker {
     }
     return unfinished.length;
   }
+  async function sweep(): Promise<void> {
+    const current = now();
+    for (const message of await options.repositories.inbox.unfinished()) {
+      const unowned = message.lease_owner === null || (message.lease_until ?? 0) < current;
+      if (unowned) await options.queue.enqueue({ msgidServer: message.msgid_server });
+    }
+  }
+  let sweeper: NodeJS.Timeout | undefined;
   return {
     resume,
     async start() {
       options.queue.start(options.processReply);
       const resumed = await resume();
       if (resumed > 0) options.logger.info({ resumed }, "resuming unfinished replies");
+      const interval = options.sweepIntervalMs ?? 5_000;
+      if (interval > 0) {
+        sweeper = setInterval(() => {
+          sweep().catch((error: unknown) => options.logger.warn({ err: error }, "inbox sweep failed"));
+        }, interval);
+        sweeper.unref();
+      }
     },
     async stop() {
+      if (sweeper) clearInterval(sweeper);
       await options.queue.stop();
     },
   };

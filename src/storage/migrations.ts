@@ -109,6 +109,18 @@ const migrations = (dialect: Dialect): Record<string, Migration> => ({
       }
     },
   },
+  "0002_inbox_antispam": {
+    async up(database: Kysely<unknown>) {
+      // NIM's own antispam verdict on the inbound copy, kept so the worker can answer `blocked`.
+      await database.schema
+        .alterTable("inbox")
+        .addColumn("antispam", "integer", (column) => column.notNull().defaultTo(0))
+        .execute();
+    },
+    async down(database: Kysely<unknown>) {
+      await database.schema.alterTable("inbox").dropColumn("antispam").execute();
+    },
+  },
 });
 
 class StaticMigrationProvider implements MigrationProvider {

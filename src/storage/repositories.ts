@@ -2,13 +2,13 @@
  * The queries the service needs, one small object per table group. Everything that must be
  * atomic (accepting a callback, committing a segment to the outbox) is one transaction here.
  */
-import { sql } from "kysely";
+import { type Selectable, sql } from "kysely";
 import type { Database } from "./database.ts";
 import { isUniqueViolation } from "./database.ts";
 import type { AccountTable, InboxTable, OutboxTable, ReplyTable } from "./schema.ts";
 
 export type Account = AccountTable;
-export type InboxMessage = InboxTable;
+export type InboxMessage = Selectable<InboxTable>;
 export type Reply = ReplyTable;
 export type OutboxMessage = OutboxTable;
 
@@ -73,6 +73,7 @@ export class InboxRepository {
     text: string;
     msgTimestamp: number;
     now: number;
+    antispam?: boolean;
   }): Promise<boolean> {
     try {
       await this.database.kysely.transaction().execute(async (transaction) => {
@@ -91,6 +92,7 @@ export class InboxRepository {
             lease_until: null,
             error: null,
             updated_at: message.now,
+            antispam: message.antispam ? 1 : 0,
           })
           .execute();
         await transaction

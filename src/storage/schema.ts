@@ -33,6 +33,8 @@ export interface InboxTable {
   lease_until: number | null;
   error: string | null;
   updated_at: number;
+  /** 1 when NIM flagged the inbound message (`antispam: "true"` in the copy). */
+  antispam: Generated<number>;
 }
 
 export type ReplyState = "streaming" | "finished";

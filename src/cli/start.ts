@@ -1,0 +1,247 @@
+/**
+ * `npm start`: the local all-in-one. A NIM emulator, the bridge wired to it, and a demo chat page,
+ * on one machine with no account or key anywhere:
+ *
+ *     browser ──HTTP──► bridge (PORT, default 8000): demo page, /demo/login, /im/register, /im/callback
+ *        │                  ▲ message copy (signed)          │ msg/sendMsg (signed)
+ *        └──WebSocket──► NIM emulator (a free port): /gateway ◄┘
+ *
+ * The emulator's app key and secret are made up per run (the emulator forgets everything when it
+ * stops anyway); the secret never leaves this process. The demo site's JWT secret is random per
+ * run too, so a demo JWT dies with the process. The generator is the offline demo one unless an
+ * LLM is configured (OPENAI_BASE_URL / OPENAI_API_KEY, or BOT_GENERATOR), exactly as loadConfig
+ * decides for `serve`.
+ *
+ * It binds to 127.0.0.1 unless HOST says otherwise: `POST /demo/login` hands a JWT to anyone, so
+ * the demo should not be reachable from the network by accident.
+ *
+ * @example
+ * const stack = await startLocalStack({ port: 0, dataDirectory: tmp, env: { LOG_LEVEL: "silent" } });
+ * await fetch(`${stack.url}/demo/config`);
+ * await stack.close();
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, realpathSync } from "node:fs";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ConfigurationError, type GeneratorKind, loadConfig } from "../config/index.ts";
+import { type RunningNimEmulator, startNimEmulator } from "../emulator/index.ts";
+import { createLogger, type Logger } from "../http/logger.ts";
+import { type Bridge, createBridge } from "../server.ts";
+import { buildClientBundle } from "../web/client-bundle.ts";
+import { demoSiteRoutes } from "../web/demo-site.ts";
+
+export interface LocalStackOptions {
+  /** The bridge's port. Default: PORT from the environment, else 8000. 0 = a free port. */
+  port?: number;
+  /** Where the bridge and the emulator listen. Default: HOST from the environment, else 127.0.0.1. */
+  host?: string;
+  /** The emulator's port. Default 0: a free port. */
+  emulatorPort?: number;
+  /** Where the SQLite database goes. Default ./data. */
+  dataDirectory?: string;
+  /** The environment to read instead of process.env (tests pass a small, hermetic one). */
+  env?: Record<string, string | undefined>;
+  logger?: Logger;
+}
+
+export interface LocalStack {
+  /** The page to open, e.g. http://127.0.0.1:8000/ */
+  url: string;
+  /** The emulator's base URL (its gateway is `${emulatorUrl.replace("http", "ws")}/gateway`). */
+  emulatorUrl: string;
+  bridge: Bridge;
+  emulator: RunningNimEmulator;
+  /** Which generator answers: `demo` unless an LLM or an HTTP back end is configured. */
+  generator: GeneratorKind;
+  close(): Promise<void>;
+}
+
+/** The requested port is taken: the message says which and what to do. */
+export class PortInUseError extends Error {
+  override readonly name = "PortInUseError";
+  constructor(
+    readonly port: number,
+    readonly host: string,
+  ) {
+    super(
+      `Port ${port} on ${host} is already in use (another im-bridge, or another program, is listening there). ` +
+        `Stop it, or pick another port: PORT=${port === 8000 ? 8080 : port + 1} npm start`,
+    );
+  }
+}
+
+export const DEMO_BOT_ACCID = "advisor_bot";
+const DEFAULT_PORT = 8000;
+const DEFAULT_HOST = "127.0.0.1";
+const WEB_DIRECTORY = fileURLToPath(new URL("../../web/", import.meta.url));
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const environment = options.env ?? process.env;
+  const host = options.host ?? (environment.HOST || DEFAULT_HOST);
+  const port = options.port ?? (environment.PORT ? Number(environment.PORT) : DEFAULT_PORT);
+  const dataDirectory = resolve(options.dataDirectory ?? "data");
+  mkdirSync(dataDirectory, { recursive: true });
+
+  const appKey = `demo${randomBytes(8).toString("hex")}`;
+  const appSecret = randomBytes(24).toString("hex");
+  const jwtSecret = randomBytes(32).toString("base64url");
+
+  // Validate everything before anything listens, so a bad setting does not leave a port open.
+  const config = loadConfig({
+    ...environment,
+    NIM_APP_KEY: appKey,
+    NIM_APP_SECRET: appSecret,
+    NIM_BOT_ACCID: DEMO_BOT_ACCID,
+    NIM_API_BASE: "http://127.0.0.1/nimserver", // replaced below, once the emulator has its port
+    DATABASE_URL: `sqlite:${resolve(dataDirectory, "im-bridge-demo.db")}`,
+    IM_AUTH_JWT_SECRET: jwtSecret,
+    PORT: String(port),
+    HOST: host,
+  });
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const clientBundle = await buildClientBundle();
+
+  const emulator = await startNimEmulator({
+    appKey,
+    appSecret,
+    host,
+    port: options.emulatorPort ?? 0,
+  });
+  const emulatorPort = Number(new URL(emulator.url).port);
+  // A wildcard address is where one listens, not where one connects.
+  const emulatorUrl = `http://${connectableHost(host)}:${emulatorPort}`;
+  config.nim.apiBase = `${emulatorUrl}/nimserver`;
+
+  let bridge: Bridge | undefined;
+  try {
+    bridge = await createBridge(config, {
+      logger,
+      extraRoutes: [
+        demoSiteRoutes({
+          webDirectory: WEB_DIRECTORY,
+          clientBundle,
+          jwtSecret,
+          jwtIssuer: config.auth.jwtIssuer,
+          jwtAudience: config.auth.jwtAudience,
+          botAccid: DEMO_BOT_ACCID,
+          generator: config.generator.kind,
+          // The browser reaches the emulator on the host name it used for the page when the
+          // emulator listens everywhere (HOST=0.0.0.0 for a phone on the LAN), else where it listens.
+          gatewayUrl: (request) =>
+            `ws://${isWildcard(host) ? hostOnly(request.hostname) : connectableHost(host)}:${emulatorPort}/gateway`,
+        }),
+      ],
+    });
+    try {
+      await bridge.start();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PortInUseError(port, host);
+      throw error;
+    }
+  } catch (error) {
+    await bridge?.close().catch(() => {});
+    await emulator.close().catch(() => {});
+    throw error;
+  }
+
+  const address = bridge.app.server.address();
+  const boundPort = typeof address === "object" && address ? address.port : port;
+  const bridgeUrl = `http://${connectableHost(host)}:${boundPort}`;
+  setEmulatorCallbackUrl(emulator, `${bridgeUrl}/im/callback`);
+
+  const running = bridge;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${displayHost(host)}:${boundPort}/`,
+    emulatorUrl,
+    bridge: running,
+    emulator,
+    generator: config.generator.kind,
+    close() {
+      closing ??= (async () => {
+        await running.close();
+        await emulator.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Where the emulator sends NIM's message copy (its `callbackUrl` setting). */
+function setEmulatorCallbackUrl(emulator: RunningNimEmulator, callbackUrl: string): void {
+  (emulator.settings as { callbackUrl?: string }).callbackUrl = callbackUrl;
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "[::]";
+}
+
+function connectableHost(host: string): string {
+  if (host === "0.0.0.0") return "127.0.0.1";
+  if (host === "::" || host === "[::]") return "[::1]";
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/** What to print: `localhost` reads better than a wildcard or the loopback address. */
+function displayHost(host: string): string {
+  return isWildcard(host) ? "localhost" : connectableHost(host);
+}
+
+/** Fastify's `hostname` has no port, but an IPv6 literal keeps its brackets; keep them. */
+function hostOnly(hostname: string): string {
+  return hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
+}
+
+async function main(): Promise<void> {
+  const logger = createLogger({ level: process.env.LOG_LEVEL || "warn" });
+  let stack: LocalStack;
+  try {
+    stack = await startLocalStack({ logger });
+  } catch (error) {
+    if (error instanceof ConfigurationError || error instanceof PortInUseError) {
+      console.error(`im-bridge demo cannot start.\n${error.message}`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  console.log(
+    [
+      "",
+      `  im-bridge demo is running (local NIM emulator, ${stack.generator} generator). Open:`,
+      "",
+      `      ${stack.url}`,
+      "",
+      "  在浏览器中打开上面的地址，输入任意名字即可与机器人聊天；按 Ctrl-C 退出。",
+      "",
+    ].join("\n"),
+  );
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    const forced = setTimeout(() => process.exit(0), 5_000);
+    forced.unref();
+    await stack.close().catch((error: unknown) => console.error(error));
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+}
+
+function isMainModule(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) {
+  main().catch((error: unknown) => {
+    console.error("im-bridge demo failed to start:", error instanceof Error ? error.message : error);
+    process.exit(1);
+  });
+}
