@@ -86,7 +86,10 @@ export class CallbackDispatcher {
 
   private track(work: Promise<unknown>): void {
     this.pending.add(work);
-    void work.finally(() => this.pending.delete(work));
+    // Attempts never throw; anything reaching here is an emulator bug, reported rather than lost.
+    void work
+      .catch((error: unknown) => console.error("NIM emulator: message copy failed unexpectedly", error))
+      .finally(() => this.pending.delete(work));
   }
 
   private async deliverCopy(url: string, body: string, msgidServer: string): Promise<void> {

@@ -1,42 +1,75 @@
 /**
  * The local NIM emulator: a fake NIM that every test (and `npm start`) talks to over real HTTP.
- * It plays NIM's classic server API with NIM's quirks (nim-protocol §1–3) plus fault injection.
- * It imports nothing from im-bridge except pure helpers (the checksum), so it cannot accidentally
- * agree with the bridge's bugs.
+ * On one HTTP server it plays:
+ * - NIM's classic server API under `/nimserver` with NIM's quirks (nim-protocol §1–3) and faults;
+ * - the v2 stream-message endpoint under `/im/v2` (nim-protocol §5.1), see v2-api.ts;
+ * - a client gateway, a WebSocket at `/gateway` standing in for NIM's client SDK (login, send,
+ *   receive, offline messages, history), see gateway.ts;
+ * - the message-copy callback (消息抄送) to `settings.callbackUrl`, signed like NIM, see callbacks.ts.
+ * It imports nothing from im-bridge except pure helpers (the checksum and the callback builder and
+ * signer), so it cannot accidentally agree with the bridge's bugs.
  *
  * @example
- * const emulator = await startNimEmulator({ appKey: "key", appSecret: "secret" });
+ * const emulator = await startNimEmulator({ appKey: "key", appSecret: "secret", callbackUrl: "http://127.0.0.1:8000/im/callback" });
  * const nim = createNimClient({ appKey: "key", appSecret: "secret", apiBase: emulator.classicApiBase, … });
  * emulator.faults.push({ path: "msg/sendMsg.action", kind: "code", code: 500, times: 2 });
  * await emulator.state.waitForMessages({ to: "u_42", count: 3 });
+ * const socket = new WebSocket(emulator.gatewayUrl); // then {"type":"login","accid","token"}
  * await emulator.close();
  */
 import Fastify, { type FastifyInstance } from "fastify";
+import { CallbackDispatcher } from "./callbacks.ts";
 import { classicApi } from "./classic-api.ts";
 import type { FaultRule } from "./faults.ts";
-import { type EmulatorSettings, type EmulatorStateOptions, NimEmulatorState } from "./state.ts";
+import { GatewayHub, gateway } from "./gateway.ts";
+import {
+  type EmulatorCallbackRecord,
+  type EmulatorSettings,
+  type EmulatorStateOptions,
+  NimEmulatorState,
+} from "./state.ts";
+import { v2Api } from "./v2-api.ts";
+
+export { CallbackDispatcher, messageCopyOf } from "./callbacks.ts";
 
 export { ClassicApiError, serialize } from "./classic-api.ts";
 export {
+  type CallbackFaults,
   createSeededRandom,
   type FaultAction,
   type FaultRule,
   type FaultWhen,
   type RandomFaults,
 } from "./faults.ts";
+export {
+  type GatewayClientFrame,
+  GatewayHub,
+  type GatewayMessage,
+  type GatewayServerFrame,
+  type GatewaySession,
+  type GatewayStreamChunk,
+  loginFailedCloseCode,
+  toGatewayMessage,
+} from "./gateway.ts";
 export type {
+  CallbackFilter,
   EmulatorAccount,
+  EmulatorCallbackRecord,
   EmulatorMessage,
   EmulatorMessageOption,
+  EmulatorMessageSource,
   EmulatorNotification,
   EmulatorNotificationOption,
   EmulatorRequestRecord,
   EmulatorSettings,
   EmulatorStateOptions,
+  EmulatorStream,
   MessageFilter,
   NotificationFilter,
+  StreamTerminationReason,
 } from "./state.ts";
-export { NimEmulatorState } from "./state.ts";
+export { isStoredMessage, NimEmulatorState } from "./state.ts";
+export { streamMessagePath } from "./v2-api.ts";
 
 export interface NimEmulatorOptions extends EmulatorStateOptions {
   /** Default 0: a free port. */
@@ -53,8 +86,14 @@ export interface NimEmulatorApp {
   state: NimEmulatorState;
   /** The fault queue (same array as `state.faults`). */
   faults: FaultRule[];
-  /** Mutable at run time (same object as `state.settings`). */
+  /** Mutable at run time (same object as `state.settings`), including `callbackUrl`. */
   settings: EmulatorSettings;
+  /** Who is connected to the gateway; `hub.sendTo(accid, frame)` pushes a frame by hand. */
+  hub: GatewayHub;
+  /** The message-copy sender; `await callbacks.idle()` waits for copies (and retries) in flight. */
+  callbacks: CallbackDispatcher;
+  /** POSTs the signed `{}` NIM's console sends when a callback URL is configured; one attempt. */
+  validateCallbackUrl(url?: string): Promise<EmulatorCallbackRecord>;
 }
 
 export interface RunningNimEmulator extends NimEmulatorApp {
@@ -62,6 +101,10 @@ export interface RunningNimEmulator extends NimEmulatorApp {
   url: string;
   /** `${url}/nimserver`, what the bridge's NIM_API_BASE points at. */
   classicApiBase: string;
+  /** `url` itself: the v2 API lives at `${v2ApiBase}/im/v2/…`, what NIM_OPEN_API_BASE points at. */
+  v2ApiBase: string;
+  /** e.g. ws://127.0.0.1:53211/gateway */
+  gatewayUrl: string;
   close(): Promise<void>;
 }
 
@@ -74,8 +117,28 @@ export function createNimEmulatorApp(options: NimEmulatorOptions): NimEmulatorAp
     closing.abort();
     done();
   });
+  const hub = new GatewayHub(state);
+  const callbacks = new CallbackDispatcher(state, closing.signal);
+  // Delivery to gateway sessions first, then the copy: both start synchronously on every message.
+  const stopDelivery = hub.start();
+  const stopCopies = callbacks.start();
+  app.addHook("onClose", (_instance, done) => {
+    stopDelivery();
+    stopCopies();
+    done();
+  });
   app.register(classicApi, { prefix: "/nimserver", state, closing: closing.signal });
-  return { app, state, faults: state.faults, settings: state.settings };
+  app.register(v2Api, { prefix: "/im/v2", state, hub, closing: closing.signal });
+  app.register(gateway, { state, hub });
+  return {
+    app,
+    state,
+    faults: state.faults,
+    settings: state.settings,
+    hub,
+    callbacks,
+    validateCallbackUrl: (url) => callbacks.validateCallbackUrl(url),
+  };
 }
 
 export async function startNimEmulator(options: NimEmulatorOptions): Promise<RunningNimEmulator> {
@@ -84,11 +147,14 @@ export async function startNimEmulator(options: NimEmulatorOptions): Promise<Run
   await emulator.app.listen({ port: options.port ?? 0, host });
   const address = emulator.app.server.address();
   if (address === null || typeof address === "string") throw new Error("NIM emulator: no TCP address");
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+  const authority = `${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+  const url = `http://${authority}`;
   return {
     ...emulator,
     url,
     classicApiBase: `${url}/nimserver`,
+    v2ApiBase: url,
+    gatewayUrl: `ws://${authority}/gateway`,
     close: () => emulator.app.close(),
   };
 }

@@ -1,0 +1,338 @@
+/**
+ * The emulator's client gateway: a WebSocket at `/gateway` that plays what NIM's client SDK does for
+ * a web page (log in with accid + token, send text, receive messages), with JSON text frames instead
+ * of NIM's binary protocol. The demo page and end-to-end tests use it as "the user's browser".
+ *
+ * Frames (client → server):
+ *   {"type":"login","accid","token"}        → {"type":"login","code":200,"accid":"<lower-cased>"}
+ *                                             then {"type":"offline","messages":[…]} (always, maybe [])
+ *                                           | {"type":"login","code":302,"desc":"wrong account or token"}
+ *                                             then the socket is closed (code 4302)
+ *   {"type":"send","to","text","clientId"}  → {"type":"sent","clientId","code":200,"msgid","timetag"}
+ *                                           | {"type":"sent","clientId","code":404|414,"desc"}
+ *   {"type":"history","with","limit"?}      → {"type":"history","with","messages":[…]} (oldest first)
+ *   {"type":"ping"}                         → {"type":"pong"}
+ *   before login, anything but login        → {"type":"error","code":403,"desc":"login first"}
+ *   malformed / unknown frames              → {"type":"error","code":414,"desc":…}
+ *
+ * Server → client, pushed:
+ *   {"type":"message","message":{msgid,from,to,type,body,timetag,option,…}} for every message to the
+ *     logged-in accid, to every open session of it, whichever API sent it;
+ *   {"type":"stream","message":{message_server_id,from,to,text,index,finish,…}} for each non-final
+ *     chunk of a v2 stream message (`text` is the accumulated text); the finished stream then
+ *     arrives as an ordinary stored `message` whose msgid equals message_server_id.
+ *
+ * Online-only versus stored (NIM's option semantics, decided on `option.persistent`, see
+ * `isStoredMessage`): an online-only message reaches only the sessions open at that moment; a stored
+ * message that finds the recipient with no open session is queued and sent in the `offline` frame at
+ * the next login. So a user coming back sees the bot's final answer, not its transient segments.
+ *
+ * Not modelled: NIM's multi-device kick (417), sync of one's own sends to one's other devices, and
+ * delivery acknowledgements (a frame lost in a dying socket is lost).
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import websocket from "@fastify/websocket";
+import type { FastifyInstance } from "fastify";
+import { type RawData, WebSocket } from "ws";
+import {
+  type EmulatorMessage,
+  type EmulatorMessageOption,
+  isStoredMessage,
+  type NimEmulatorState,
+  type StreamTerminationReason,
+} from "./state.ts";
+
+/** A message as the gateway shows it to a client. */
+export interface GatewayMessage {
+  /** Digits; a string because it may exceed 2^53. */
+  msgid: string;
+  from: string;
+  to: string;
+  /** 0 text (body `{"msg":…}`), 100 custom (body exactly as the sender passed it), … */
+  type: number;
+  /** The body JSON string as NIM stores it. */
+  body: string;
+  /** Acceptance time, ms. */
+  timetag: number;
+  option: EmulatorMessageOption;
+  msgidClient: string;
+  fromClientType: string;
+  /** Only on the merged message of a v2 stream message. */
+  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason };
+}
+
+/** A non-final chunk of a v2 stream message, as pushed to the receiver. */
+export interface GatewayStreamChunk {
+  message_server_id: string;
+  message_client_id: string;
+  from: string;
+  to: string;
+  /** All chunks so far, concatenated. */
+  text: string;
+  /** The chunk's own text. */
+  delta: string;
+  index: number;
+  finish: 0 | 1;
+  create_time: number;
+}
+
+export type GatewayClientFrame =
+  | { type: "login"; accid: string; token: string }
+  | { type: "send"; to: string; text: string; clientId: string }
+  | { type: "history"; with: string; limit?: number }
+  | { type: "ping" };
+
+export type GatewayServerFrame =
+  | { type: "login"; code: 200; accid: string }
+  | { type: "login"; code: 302; desc: string }
+  | { type: "offline"; messages: GatewayMessage[] }
+  | { type: "sent"; clientId: string; code: 200; msgid: string; timetag: number }
+  | { type: "sent"; clientId: string; code: number; desc: string }
+  | { type: "message"; message: GatewayMessage }
+  | { type: "stream"; message: GatewayStreamChunk }
+  | { type: "history"; with: string; messages: GatewayMessage[] }
+  | { type: "pong" }
+  | { type: "error"; code: number; desc: string };
+
+/** One open WebSocket. `accid` is set once the login succeeded. */
+export interface GatewaySession {
+  socket: WebSocket;
+  accid: string | undefined;
+  /** NIM's per-device id, copied as `fromDeviceId`: one per connection here. */
+  deviceId: string;
+}
+
+/** The WebSocket close code after a failed login: 4000 + NIM's 302 (application codes are 4000–4999). */
+export const loginFailedCloseCode = 4302;
+/** Default and largest `limit` of a history request (NIM's history queries cap at 100). */
+const defaultHistoryLimit = 50;
+const maximumHistoryLimit = 100;
+
+/** Who is online, and delivery of messages and stream chunks to them. */
+export class GatewayHub {
+  private readonly sessions = new Map<string, Set<GatewaySession>>();
+
+  constructor(private readonly state: NimEmulatorState) {}
+
+  /** Starts delivering every accepted message; returns the unsubscribe function. */
+  start(): () => void {
+    return this.state.onMessage((message) => this.deliver(message));
+  }
+
+  /** Accids with at least one open, logged-in session. */
+  onlineAccids(): string[] {
+    return [...this.sessions.keys()].filter((accid) => this.openSessionsOf(accid).length > 0);
+  }
+
+  isOnline(accid: string): boolean {
+    return this.openSessionsOf(accid.toLowerCase()).length > 0;
+  }
+
+  /** Sends `frame` to every open session of `accid`; returns how many got it. */
+  sendTo(accid: string, frame: GatewayServerFrame): number {
+    const open = this.openSessionsOf(accid.toLowerCase());
+    for (const session of open) send(session, frame);
+    return open.length;
+  }
+
+  /**
+   * Marks the session online and hands back the stored messages queued while the user had no open
+   * session. Both happen in one synchronous step, so no message can fall between them.
+   */
+  login(session: GatewaySession, accid: string): EmulatorMessage[] {
+    session.accid = accid;
+    let sessions = this.sessions.get(accid);
+    if (!sessions) {
+      sessions = new Set();
+      this.sessions.set(accid, sessions);
+    }
+    sessions.add(session);
+    const queued = this.state.undelivered.get(accid) ?? [];
+    this.state.undelivered.delete(accid);
+    return queued;
+  }
+
+  logout(session: GatewaySession): void {
+    if (session.accid === undefined) return;
+    const sessions = this.sessions.get(session.accid);
+    sessions?.delete(session);
+    if (sessions?.size === 0) this.sessions.delete(session.accid);
+  }
+
+  private deliver(message: EmulatorMessage): void {
+    // Teams are not modelled (the classic API refuses team sends), so every message is P2P.
+    if (message.ope !== 0) return;
+    const delivered = this.sendTo(message.to, { type: "message", message: toGatewayMessage(message) });
+    if (delivered > 0 || !isStoredMessage(message)) return;
+    const queue = this.state.undelivered.get(message.to) ?? [];
+    queue.push(message);
+    this.state.undelivered.set(message.to, queue);
+  }
+
+  private openSessionsOf(accid: string): GatewaySession[] {
+    return [...(this.sessions.get(accid) ?? [])].filter((session) => session.socket.readyState === WebSocket.OPEN);
+  }
+}
+
+export function toGatewayMessage(message: EmulatorMessage): GatewayMessage {
+  const view: GatewayMessage = {
+    msgid: message.msgid,
+    from: message.from,
+    to: message.to,
+    type: message.type,
+    body: message.body,
+    timetag: message.timetag,
+    option: { ...message.option },
+    msgidClient: message.msgidClient,
+    fromClientType: message.fromClientType,
+  };
+  if (message.stream) view.stream = { ...message.stream };
+  return view;
+}
+
+export interface GatewayOptions {
+  state: NimEmulatorState;
+  hub: GatewayHub;
+}
+
+/** Registers the WebSocket route `/gateway` (and @fastify/websocket in this plugin's scope). */
+export async function gateway(app: FastifyInstance, options: GatewayOptions): Promise<void> {
+  const { state, hub } = options;
+  await app.register(websocket);
+
+  app.get("/gateway", { websocket: true }, (socket) => {
+    const session: GatewaySession = { socket, accid: undefined, deviceId: randomBytes(16).toString("hex") };
+    socket.on("message", (data: RawData, isBinary: boolean) => {
+      if (isBinary) send(session, { type: "error", code: 414, desc: "text frames only" });
+      else handleFrame(session, rawText(data));
+    });
+    socket.on("close", () => hub.logout(session));
+    // A broken connection ends in "close" as well; nothing else to do, but an unhandled "error"
+    // event would crash the process.
+    socket.on("error", () => {});
+  });
+
+  function handleFrame(session: GatewaySession, text: string): void {
+    const answer = answerFrame(session, text);
+    if (answer) send(session, answer);
+  }
+
+  /** The answer to one client frame; undefined when the handler sent its frames itself (login). */
+  function answerFrame(session: GatewaySession, text: string): GatewayServerFrame | undefined {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return { type: "error", code: 414, desc: "frame is not JSON" };
+    }
+    if (!isRecord(frame) || typeof frame.type !== "string") {
+      return { type: "error", code: 414, desc: 'frame must be an object with a "type"' };
+    }
+    if (frame.type === "login") {
+      login(session, frame);
+      return undefined;
+    }
+    if (session.accid === undefined) return { type: "error", code: 403, desc: "login first" };
+    switch (frame.type) {
+      case "send":
+        return sendText(session, session.accid, frame);
+      case "history":
+        return history(session.accid, frame);
+      case "ping":
+        return { type: "pong" };
+      default:
+        return { type: "error", code: 414, desc: `unknown frame type: ${frame.type}` };
+    }
+  }
+
+  function login(session: GatewaySession, frame: Record<string, unknown>): void {
+    if (session.accid !== undefined) {
+      send(session, { type: "error", code: 417, desc: "already logged in" });
+      return;
+    }
+    const account = typeof frame.accid === "string" ? state.findAccount(frame.accid) : undefined;
+    if (!account || typeof frame.token !== "string" || frame.token !== account.token) {
+      // NIM's SDK login answers 302 for an unknown account and for a wrong token alike.
+      send(session, { type: "login", code: 302, desc: "wrong account or token" });
+      session.socket.close(loginFailedCloseCode, "wrong account or token");
+      return;
+    }
+    const queued = hub.login(session, account.accid);
+    send(session, { type: "login", code: 200, accid: account.accid });
+    send(session, { type: "offline", messages: queued.map(toGatewayMessage) });
+  }
+
+  function sendText(session: GatewaySession, from: string, frame: Record<string, unknown>): GatewayServerFrame {
+    const clientId = typeof frame.clientId === "string" && frame.clientId !== "" ? frame.clientId : undefined;
+    const answerClientId = clientId ?? "";
+    const fail = (code: number, desc: string): GatewayServerFrame => ({
+      type: "sent",
+      clientId: answerClientId,
+      code,
+      desc,
+    });
+    if (typeof frame.to !== "string" || frame.to === "") return fail(414, "to is required");
+    if (typeof frame.text !== "string" || frame.text === "") return fail(414, "text is required");
+    // The SDK limit on a text message, the same 5000 characters as the server API's body.
+    if (frame.text.length > state.settings.bodyLimit) return fail(414, "text too long");
+    const receiver = state.findAccount(frame.to);
+    // An SDK send to a missing account: 404 "object not found" (the server API says 414 instead).
+    if (!receiver) return fail(404, "to accid not exists");
+
+    const msgid = state.allocateMessageId();
+    const timetag = state.now();
+    // Recording delivers it to the receiver's sessions and starts the copy to the callback URL.
+    state.recordMessage({
+      msgid,
+      msgidClient: clientId ?? randomUUID(),
+      source: "client",
+      fromClientType: "WEB",
+      fromDeviceId: session.deviceId,
+      from,
+      to: receiver.accid,
+      ope: 0,
+      type: 0,
+      body: JSON.stringify({ msg: frame.text }),
+      option: {
+        roam: true,
+        history: true,
+        sendersync: true,
+        push: true,
+        route: true,
+        badge: true,
+        needPushNick: true,
+        persistent: true,
+        sessionUpdate: true,
+      },
+      timetag,
+      fields: {},
+    });
+    return { type: "sent", clientId: answerClientId, code: 200, msgid, timetag };
+  }
+
+  function history(accid: string, frame: Record<string, unknown>): GatewayServerFrame {
+    if (typeof frame.with !== "string" || frame.with === "") {
+      return { type: "error", code: 414, desc: "with is required" };
+    }
+    const requested =
+      typeof frame.limit === "number" && Number.isInteger(frame.limit) ? frame.limit : defaultHistoryLimit;
+    const limit = Math.min(Math.max(requested, 1), maximumHistoryLimit);
+    const peer = frame.with.toLowerCase();
+    const messages = state.conversationHistory(accid, peer, limit).map(toGatewayMessage);
+    return { type: "history", with: peer, messages };
+  }
+}
+
+function send(session: GatewaySession, frame: GatewayServerFrame): void {
+  if (session.socket.readyState === WebSocket.OPEN) session.socket.send(JSON.stringify(frame));
+}
+
+function rawText(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
+  if (data instanceof ArrayBuffer) return Buffer.from(data).toString("utf8");
+  return data.toString("utf8");
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
