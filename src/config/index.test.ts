@@ -52,6 +52,10 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses NIM_STREAM_MODE=native until the native sender exists, instead of silently using custom", () => {
+    expect(() => loadConfig({ ...required, NIM_STREAM_MODE: "native" })).toThrow(/NIM_STREAM_MODE.*not available/);
+  });
+
   it("requires GENERATOR_HTTP_URL for the http generator", () => {
     expect(() => loadConfig({ ...required, BOT_GENERATOR: "http" })).toThrow(/GENERATOR_HTTP_URL/);
     expect(

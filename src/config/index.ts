@@ -49,6 +49,14 @@ const environmentSchema = z.object({
     (value) => value === undefined || /^rediss?:\/\//.test(value),
     "must be redis://… or rediss://…",
   ),
+  /**
+   * Prepended (with ':') to every Redis key im-bridge writes: BullMQ's prefix (instead of `bull`),
+   * the rate limits and the register lock. Lets several deployments (or test runs) share one Redis.
+   */
+  REDIS_KEY_PREFIX: optionalText.refine(
+    (value) => value === undefined || /^[A-Za-z0-9_.-]{1,64}$/.test(value),
+    "must be 1-64 characters of A-Z a-z 0-9 _ . -",
+  ),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
   IM_AUTH_JWT_SECRET: optionalText,
@@ -96,6 +104,13 @@ const environmentSchema = z.object({
   REPLY_IDLE_TIMEOUT_SECONDS: integer(60, 1),
   REPLY_TOTAL_TIMEOUT_SECONDS: integer(300, 1),
   REPLY_CONCURRENCY: integer(50, 1, 10_000),
+  /**
+   * How long a worker's claim on a reply lives without renewal (renewed every third of it). When an
+   * instance dies, its replies are taken over once this runs out; BullMQ's job lock follows it.
+   */
+  REPLY_LEASE_SECONDS: integer(30, 1, 3600),
+  /** How often each worker looks for accepted messages nobody works on (0 = never). */
+  REPLY_SWEEP_INTERVAL_MS: integer(5000, 0),
   HISTORY_TURNS: integer(20, 0, 1000),
   HISTORY_CHARACTERS: integer(8000, 0),
 });
@@ -136,6 +151,8 @@ export interface Config {
   };
   databaseUrl: string;
   redisUrl: string | undefined;
+  /** REDIS_KEY_PREFIX; undefined keeps the default key names. */
+  redisKeyPrefix: string | undefined;
   logLevel: string;
   auth: {
     jwtSecret: string | undefined;
@@ -160,6 +177,8 @@ export interface Config {
     concurrency: number;
     historyTurns: number;
     historyCharacters: number;
+    leaseMs: number;
+    sweepIntervalMs: number;
   };
 }
 
@@ -201,6 +220,13 @@ export function loadConfig(
     generatorParsed.data ?? (values.OPENAI_BASE_URL || values.OPENAI_API_KEY ? "openai" : "demo");
   if (generatorKind === "http" && !values.GENERATOR_HTTP_URL) {
     problems.push("GENERATOR_HTTP_URL: required when BOT_GENERATOR=http");
+  }
+  if (values.NIM_STREAM_MODE === "native") {
+    // The emulator already speaks NIM's v2 stream-message API; the bridge's native sender is not
+    // written yet, and silently falling back to custom messages would surprise a v10 front end.
+    problems.push(
+      "NIM_STREAM_MODE: `native` is not available yet in this version; use `custom` (works with every SDK)",
+    );
   }
   if (values.GENERATOR_HTTP_URL && !URL.canParse(values.GENERATOR_HTTP_URL)) {
     problems.push("GENERATOR_HTTP_URL: must be a URL");
@@ -246,6 +272,7 @@ export function loadConfig(
     },
     databaseUrl: values.DATABASE_URL,
     redisUrl: values.REDIS_URL,
+    redisKeyPrefix: values.REDIS_KEY_PREFIX,
     logLevel: values.LOG_LEVEL,
     auth: {
       jwtSecret: values.IM_AUTH_JWT_SECRET,
@@ -270,6 +297,8 @@ export function loadConfig(
       concurrency: values.REPLY_CONCURRENCY,
       historyTurns: values.HISTORY_TURNS,
       historyCharacters: values.HISTORY_CHARACTERS,
+      leaseMs: values.REPLY_LEASE_SECONDS * 1000,
+      sweepIntervalMs: values.REPLY_SWEEP_INTERVAL_MS,
     },
   };
 }
