@@ -87,19 +87,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const appSecret = randomBytes(24).toString("hex");
   const jwtSecret = randomBytes(32).toString("base64url");
 
-  // Validate everything before anything listens, so a bad setting does not leave a port open.
-  const config = loadConfig({
+  const demoEnvironment = {
     ...environment,
     NIM_APP_KEY: appKey,
     NIM_APP_SECRET: appSecret,
     NIM_BOT_ACCID: DEMO_BOT_ACCID,
-    NIM_API_BASE: "http://127.0.0.1/nimserver", // replaced below, once the emulator has its port
     DATABASE_URL: `sqlite:${resolve(dataDirectory, "im-bridge-demo.db")}`,
     IM_AUTH_JWT_SECRET: jwtSecret,
     PORT: String(port),
     HOST: host,
-  });
-  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  };
+  // Validated before anything listens, so a bad setting leaves no port open.
+  loadConfig(demoEnvironment);
   const clientBundle = await buildClientBundle();
 
   const emulator = await startNimEmulator({
@@ -111,7 +110,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const emulatorPort = Number(new URL(emulator.url).port);
   // A wildcard address is where one listens, not where one connects.
   const emulatorUrl = `http://${connectableHost(host)}:${emulatorPort}`;
-  config.nim.apiBase = `${emulatorUrl}/nimserver`;
+  const config = loadConfig({ ...demoEnvironment, NIM_API_BASE: `${emulatorUrl}/nimserver` });
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
 
   let bridge: Bridge | undefined;
   try {
@@ -148,7 +148,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const address = bridge.app.server.address();
   const boundPort = typeof address === "object" && address ? address.port : port;
   const bridgeUrl = `http://${connectableHost(host)}:${boundPort}`;
-  setEmulatorCallbackUrl(emulator, `${bridgeUrl}/im/callback`);
+  // Now NIM knows where to copy the users' messages to (the console's 抄送 URL).
+  emulator.settings.callbackUrl = `${bridgeUrl}/im/callback`;
 
   const running = bridge;
   let closing: Promise<void> | undefined;
@@ -166,11 +167,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       return closing;
     },
   };
-}
-
-/** Where the emulator sends NIM's message copy (its `callbackUrl` setting). */
-function setEmulatorCallbackUrl(emulator: RunningNimEmulator, callbackUrl: string): void {
-  (emulator.settings as { callbackUrl?: string }).callbackUrl = callbackUrl;
 }
 
 function isWildcard(host: string): boolean {
