@@ -24,6 +24,7 @@ import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
 import type { ReplyQueue } from "./queue/types.ts";
 import { createRegisterAuthenticator } from "./register/auth.ts";
+import { createRedisKeyedLock } from "./register/redis-lock.ts";
 import { registerRoute } from "./register/route.ts";
 import { createRegisterService } from "./register/service.ts";
 import { type Clock, systemClock } from "./reply/clock.ts";
@@ -88,15 +89,29 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     ? new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
     : undefined;
   redis?.on("error", (error) => logger.warn({ err: error }, "redis error"));
+  // REDIS_KEY_PREFIX namespaces every key we write, so deployments (or test runs) can share a Redis.
+  const redisKey = (name: string) => (config.redisKeyPrefix ? `${config.redisKeyPrefix}:${name}` : name);
+  const leaseMs = config.reply.leaseMs;
   const queue =
     overrides.queue ??
     (redis
-      ? new BullMqQueue({ connection: redis, concurrency: config.reply.concurrency, logger })
-      : new InProcessQueue({
+      ? new BullMqQueue({
+          connection: redis,
           concurrency: config.reply.concurrency,
-          onError: (job, error, attempt) =>
-            logger.error({ err: error, msgidServer: job.msgidServer, attempt }, "reply job failed"),
-        }));
+          logger,
+          ...(config.redisKeyPrefix ? { prefix: config.redisKeyPrefix } : {}),
+          // BullMQ's job lock follows the inbox lease, and its stall check runs twice per lease, so
+          // a job held by a dead instance is back in the queue about when its lease runs out.
+          lockDurationMs: leaseMs,
+          stalledIntervalMs: Math.max(500, Math.floor(leaseMs / 2)),
+        })
+      : config.role === "http"
+        ? inboxOnlyQueue
+        : new InProcessQueue({
+            concurrency: config.reply.concurrency,
+            onError: (job, error, attempt) =>
+              logger.error({ err: error, msgidServer: job.msgidServer, attempt }, "reply job failed"),
+          }));
   const metrics = createMetrics({ now: () => clock.now() });
   metrics.setQueueDepthSource(() => queue.depth());
   const observer = combineObservers(metrics.replyObserver(), overrides.observer);
@@ -113,6 +128,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       ? createReplyLimits({
           perMinute: config.limits.replyPerMinute || Number.MAX_SAFE_INTEGER,
           perDay: config.limits.replyPerDay || Number.MAX_SAFE_INTEGER,
+          keyPrefix: redisKey("im-bridge:reply"),
           ...limitBackend,
         })
       : undefined;
@@ -121,6 +137,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       ? createSendBudget({
           ratePerSecond: config.limits.nimSendRatePerSecond,
           burst: config.limits.nimSendRatePerSecond,
+          keyPrefix: redisKey("im-bridge:send"),
           ...limitBackend,
         })
       : undefined;
@@ -139,7 +156,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     clock,
     logger,
     workerId: `worker-${randomUUID()}`,
-    leaseMs: 30_000,
+    leaseMs,
     observer,
     ...(replyLimits ? { replyLimits } : {}),
     ...(moderator ? { moderator } : {}),
@@ -149,7 +166,14 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   const runWorker = overrides.worker ?? config.role !== "http";
   const serveHttpRoutes = config.role !== "worker";
   const worker = runWorker
-    ? createReplyWorker({ queue, processReply, repositories, logger, singleInstance: !config.redisUrl })
+    ? createReplyWorker({
+        queue,
+        processReply,
+        repositories,
+        logger,
+        singleInstance: !config.redisUrl,
+        sweepIntervalMs: config.reply.sweepIntervalMs,
+      })
     : undefined;
 
   const baseRegisterService = createRegisterService({
@@ -158,9 +182,11 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     audit: repositories.audit,
     botAccid,
     logger,
+    // Two instances must not register the same new user at once (see register/service.ts).
+    ...(redis ? { lock: createRedisKeyedLock({ redis, keyPrefix: redisKey("im-bridge:register-lock") }) } : {}),
   });
-  const registerPerUser = optionalLimit(config.limits.registerPerUserPerMinute, "register-user", redis);
-  const registerPerIp = optionalLimit(config.limits.registerPerIpPerMinute, "register-ip", redis);
+  const registerPerUser = optionalLimit(config.limits.registerPerUserPerMinute, redisKey("register-user"), redis);
+  const registerPerIp = optionalLimit(config.limits.registerPerIpPerMinute, redisKey("register-ip"), redis);
   const registerService: typeof baseRegisterService = {
     async register(input) {
       await enforce(registerPerUser, input.siteUserId);
@@ -199,15 +225,16 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   });
 
   function httpRoutes(): FastifyPluginAsync[] {
-    const perIpLimit: FastifyPluginAsync = async (scope) => {
+    // The per-IP limit and the register route share one scope: a hook added in a plugin of its
+    // own would apply only to that plugin's routes (Fastify encapsulation), i.e. to none.
+    const registerWithPerIpLimit: FastifyPluginAsync = async (scope) => {
       scope.addHook("onRequest", async (request) => {
-        if (request.url.split("?")[0] !== "/im/register") return;
         const address = sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]);
         await enforce(registerPerIp, address);
       });
+      await scope.register(registerRoute({ service: registerService, authenticator }));
     };
     return [
-      perIpLimit,
       callbackRoute({
         appSecret: callbackSecret,
         botAccid: callbackBot,
@@ -218,7 +245,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         guard: callbackGuard,
         onOutcome: (outcome, detail) => metrics.callbackOutcome(outcome, detail),
       }),
-      registerRoute({ service: registerService, authenticator }),
+      registerWithPerIpLimit,
     ];
   }
 
@@ -246,6 +273,18 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     },
   };
 }
+
+/**
+ * The queue of an HTTP-only instance without Redis: nobody in this process would ever consume an
+ * in-process queue (it would only grow), so the inbox row alone carries the job and the worker
+ * instances' sweeper (REPLY_SWEEP_INTERVAL_MS) picks it up.
+ */
+const inboxOnlyQueue: ReplyQueue = {
+  enqueue: async () => {},
+  start: () => {},
+  stop: async () => {},
+  depth: async () => 0,
+};
 
 /**
  * The bot must exist at NIM before it can send. Creating it at every start is idempotent:

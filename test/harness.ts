@@ -5,15 +5,17 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sql } from "kysely";
 import { buildMessageCopy, newMessageIdServer } from "../src/callback/build.ts";
 import { signCallback } from "../src/callback/sign.ts";
 import { loadConfig } from "../src/config/index.ts";
 import type { EmulatorMessage, NimEmulatorOptions } from "../src/emulator/index.ts";
 import { type RunningNimEmulator, startNimEmulator } from "../src/emulator/index.ts";
 import { type Bridge, type BridgeOverrides, createBridge } from "../src/server.ts";
+import type { Database } from "../src/storage/database.ts";
 import { type FakeOpenAi, type FakeOpenAiScenario, startFakeOpenAi } from "../src/testing/fake-openai.ts";
 
 export const APP_KEY = "e2e-app-key";
@@ -137,7 +139,8 @@ export class Stack {
   /** SIGKILL: no shutdown hook runs, exactly like a crash. */
   async killBridge(): Promise<void> {
     const child = this.child;
-    if (!child || child.exitCode !== null) return;
+    // A child killed by a signal has exitCode null and signalCode set: it is gone all the same.
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGKILL");
     await exited;
@@ -232,4 +235,132 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
 export function sleep(milliseconds: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, milliseconds));
+}
+
+/** One exchange over a raw TCP socket, as `rawHttp` saw it. */
+export interface RawExchange {
+  /** HTTP status of the answer; undefined when the server sent none. */
+  status: number | undefined;
+  /** Lower-cased header names (a repeated header keeps its last value). */
+  headers: Record<string, string>;
+  body: string;
+  /** The server closed (or reset) the connection. */
+  closed: boolean;
+  /** Our own time limit ran out first (neither a full answer nor a close). */
+  timedOut: boolean;
+  /** From the first byte written to the answer or close. */
+  elapsedMs: number;
+}
+
+/** A pause between the pieces given to `rawHttp`. */
+export interface RawPause {
+  pauseMs: number;
+}
+
+/**
+ * Writes `pieces` to a raw TCP socket (pauses in between when asked) and collects the answer:
+ * for requests no HTTP client would send (repeated or oddly cased headers, a body that stalls,
+ * a chunked body that never ends). Resolves at a complete answer, a close, or `timeoutMs`.
+ */
+export function rawHttp(
+  baseUrl: string,
+  pieces: Array<string | Buffer | RawPause>,
+  options: { timeoutMs?: number } = {},
+): Promise<RawExchange> {
+  const { hostname, port } = new URL(baseUrl);
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: hostname, port: Number(port) });
+    const startedAt = Date.now();
+    let received = Buffer.alloc(0);
+    let settled = false;
+    let writing = true;
+    const finish = (closed: boolean, timedOut: boolean) => {
+      if (settled) return;
+      settled = true;
+      writing = false;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ ...parseRawResponse(received), closed, timedOut, elapsedMs: Date.now() - startedAt });
+    };
+    const timer = setTimeout(() => finish(false, true), timeoutMs);
+    socket.on("data", (data: Buffer) => {
+      received = Buffer.concat([received, data]);
+      if (rawResponseComplete(received)) finish(false, false);
+    });
+    socket.on("close", () => finish(true, false));
+    socket.on("error", () => finish(true, false));
+    socket.once("connect", async () => {
+      for (const piece of pieces) {
+        if (!writing) return;
+        if (typeof piece === "object" && "pauseMs" in piece) await sleep(piece.pauseMs);
+        else if (!socket.destroyed) socket.write(piece);
+      }
+    });
+  });
+}
+
+function splitRawResponse(bytes: Buffer): { head: string; body: Buffer } | undefined {
+  const end = bytes.indexOf("\r\n\r\n");
+  if (end < 0) return undefined;
+  return { head: bytes.subarray(0, end).toString("latin1"), body: bytes.subarray(end + 4) };
+}
+
+function rawHeaders(head: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const line of head.split("\r\n").slice(1)) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+function rawResponseComplete(bytes: Buffer): boolean {
+  const parts = splitRawResponse(bytes);
+  if (!parts) return false;
+  const headers = rawHeaders(parts.head);
+  if (headers["content-length"] !== undefined) return parts.body.length >= Number(headers["content-length"]);
+  if (headers["transfer-encoding"]?.toLowerCase() === "chunked") return parts.body.includes("\r\n0\r\n\r\n");
+  return false;
+}
+
+function parseRawResponse(bytes: Buffer): Pick<RawExchange, "status" | "headers" | "body"> {
+  const parts = splitRawResponse(bytes);
+  if (!parts) return { status: undefined, headers: {}, body: "" };
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(parts.head)?.[1];
+  const headers = rawHeaders(parts.head);
+  let body = parts.body;
+  if (headers["transfer-encoding"]?.toLowerCase() === "chunked") {
+    const chunks: Buffer[] = [];
+    let offset = 0;
+    while (offset < body.length) {
+      const lineEnd = body.indexOf("\r\n", offset);
+      if (lineEnd < 0) break;
+      const size = Number.parseInt(body.subarray(offset, lineEnd).toString("latin1"), 16);
+      if (!Number.isFinite(size) || size === 0) break;
+      chunks.push(body.subarray(lineEnd + 2, lineEnd + 2 + size));
+      offset = lineEnd + 2 + size + 2;
+    }
+    body = Buffer.concat(chunks);
+  }
+  return { status: status === undefined ? undefined : Number(status), headers, body: body.toString("utf8") };
+}
+
+/** The signature headers NIM would send for this body (and Content-Type), as a plain object. */
+export function signedCallbackHeaders(body: string | Buffer, curTime = Date.now()): Record<string, string> {
+  return { "content-type": "application/json", ...signCallback({ appSecret: APP_SECRET, body, curTime }) };
+}
+
+/** Rows per table that a request could write (audit_events is reported too, but is allowed to grow). */
+export const WRITABLE_TABLES = ["accounts", "inbox", "replies", "outbox", "messages", "conversations"] as const;
+
+export async function countRows(database: Database): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const table of [...WRITABLE_TABLES, "audit_events"]) {
+    const result = await sql<{ count: number | string }>`select count(*) as count from ${sql.table(table)}`.execute(
+      database.kysely,
+    );
+    counts[table] = Number(result.rows[0]?.count ?? 0);
+  }
+  return counts;
 }

@@ -16,6 +16,22 @@ describe("loadConfig", () => {
     expect(config.callback.timeWindowSeconds).toBe(300);
   });
 
+  it("reads the scale-out settings: lease, sweep interval and Redis key prefix", () => {
+    const defaults = loadConfig(required);
+    expect(defaults.reply).toMatchObject({ leaseMs: 30_000, sweepIntervalMs: 5_000 });
+    expect(defaults.redisKeyPrefix).toBeUndefined();
+    const set = loadConfig({
+      ...required,
+      REPLY_LEASE_SECONDS: "2",
+      REPLY_SWEEP_INTERVAL_MS: "0",
+      REDIS_KEY_PREFIX: "staging-1",
+    });
+    expect(set.reply).toMatchObject({ leaseMs: 2_000, sweepIntervalMs: 0 });
+    expect(set.redisKeyPrefix).toBe("staging-1");
+    expect(() => loadConfig({ ...required, REPLY_LEASE_SECONDS: "0" })).toThrow(/REPLY_LEASE_SECONDS/);
+    expect(() => loadConfig({ ...required, REDIS_KEY_PREFIX: "a:b" })).toThrow(/REDIS_KEY_PREFIX/);
+  });
+
   it("picks the openai generator when an OpenAI endpoint or key is set", () => {
     expect(loadConfig({ ...required, OPENAI_API_KEY: "sk-x" }).generator.kind).toBe("openai");
     expect(loadConfig({ ...required, OPENAI_BASE_URL: "http://127.0.0.1:11434/v1" }).generator.kind).toBe("openai");

@@ -3,7 +3,7 @@
  * concern contributes (callback, register, health, metrics). No route logic lives here.
  */
 import fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from "fastify";
-import { installErrorHandling } from "./errors.ts";
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 
 export interface HttpAppOptions {
@@ -18,11 +18,25 @@ export interface HttpAppOptions {
 
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   // pino's Logger and Fastify's FastifyBaseLogger differ only in typing details.
+  const requestTimeout = options.requestTimeoutMs ?? 10_000;
   const app: FastifyInstance = fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes,
-    requestTimeout: options.requestTimeoutMs ?? 10_000,
-    connectionTimeout: options.requestTimeoutMs ?? 10_000,
+    requestTimeout,
+    // No socket inactivity timeout: it also ran while a handler waited on NIM, so a register slower
+    // than the request timeout lost its connection instead of getting its answer. Receiving is
+    // bounded by requestTimeout and headersTimeout below, idle keep-alive by keepAliveTimeout.
+    connectionTimeout: 0,
+    // Node checks the request timeout only every connectionsCheckingInterval (default 30 s), and
+    // not at all while headersTimeout (default 60 s) is the larger one: without these a body
+    // trickling in a byte at a time outlived a 1.5 s timeout by half a minute.
+    http: {
+      connectionsCheckingInterval: Math.min(1_000, Math.max(100, Math.floor(requestTimeout / 4))),
+      headersTimeout: requestTimeout,
+      requestTimeout,
+    },
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
     // Only the path is logged by Fastify's request serializer; bodies never are.
     trustProxy: false,
     return503OnClosing: true,

@@ -3,7 +3,9 @@
  * HttpError; Fastify's own failures (bad JSON, wrong content type, body too large, unknown
  * route) are mapped here so a client never sees two shapes.
  */
-import type { FastifyError, FastifyInstance } from "fastify";
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 export class HttpError extends Error {
   override readonly name = "HttpError";
@@ -73,4 +75,41 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send(errorBody("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`));
   });
+}
+
+/**
+ * Fastify's `frameworkErrors`: a URL the router cannot decode (`/im/%zz`) never reaches the error
+ * handler, so without this it would be answered in Fastify's own shape.
+ */
+export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const known = error.code ? fastifyCodes[error.code] : undefined;
+  void reply
+    .status(known?.status ?? 400)
+    .send(errorBody(known?.code ?? "bad_request", known?.message ?? "Bad request"));
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a request Node's HTTP parser refuses (malformed, Content-Length
+ * together with Transfer-Encoding, headers too large) or one not received within the request
+ * timeout is answered here, before any route, in the one error shape, and the socket is closed.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  let status = 400;
+  let body = errorBody("bad_request", "Malformed HTTP request");
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    status = 408;
+    body = errorBody("request_timeout", "The request was not received in time");
+  } else if (error.code === "HPE_HEADER_OVERFLOW") {
+    status = 431;
+    body = errorBody("headers_too_large", "Request headers are too large");
+  }
+  const text = JSON.stringify(body);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    );
+  }
+  socket.destroy(error);
 }

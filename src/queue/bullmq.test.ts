@@ -124,6 +124,26 @@ describe.runIf(services.redis)("BullMqQueue on Redis", () => {
       expect(handled.sort()).toEqual([...ids].sort());
     });
 
+    test("a prefix keeps every key of the queue under it, apart from other deployments", async () => {
+      const queueName = nextQueueName();
+      const prefix = `im-bridge-test-prefix-${runId}`;
+      const queue = tracked(makeQueue({ queueName, prefix, concurrency: 1 }));
+      const handled: string[] = [];
+      queue.start(async (job) => {
+        handled.push(job.msgidServer);
+      });
+      await queue.enqueue({ msgidServer: "4163728312937" });
+      await waitFor("handled", async () => handled.length === 1 && (await queue.depth()) === 0);
+      try {
+        expect((await admin.keys(`${prefix}:${queueName}:*`)).length).toBeGreaterThan(0);
+        expect(await admin.keys(`bull:${queueName}:*`)).toEqual([]);
+      } finally {
+        await queue.stop({ force: true });
+        const keys = await admin.keys(`${prefix}:*`);
+        if (keys.length > 0) await admin.del(...keys);
+      }
+    });
+
     test("completed jobs are removed; failed ones are kept up to keepFailedJobs", async () => {
       const queueName = nextQueueName();
       const queue = tracked(makeQueue({ queueName, concurrency: 4, attempts: 1, keepFailedJobs: 2 }));

@@ -39,6 +39,8 @@ export interface BullMqQueueOptions {
   connection?: Redis;
   /** Redis namespace of the queue; every instance that shares the work uses the same name. */
   queueName?: string;
+  /** BullMQ's key prefix (BullMQ's default `bull`): keys are `<prefix>:<queueName>:…`. */
+  prefix?: string;
   /** Jobs this instance runs at once. */
   concurrency: number;
   /** Total tries of a job whose handler throws, the first one included. */
@@ -127,6 +129,7 @@ export class BullMqQueue implements ReplyQueue {
     // connection and a blocking one of its own and closes those itself.
     this.queue = new Queue<ReplyJobData>(this.queueName, {
       connection: this.connection,
+      ...(options.prefix !== undefined ? { prefix: options.prefix } : {}),
       defaultJobOptions: {
         attempts: options.attempts ?? 5,
         backoff: { type: "exponential", delay: options.backoffMs ?? 1000 },
@@ -161,6 +164,7 @@ export class BullMqQueue implements ReplyQueue {
       {
         connection: this.connection,
         concurrency: this.options.concurrency,
+        ...(this.options.prefix !== undefined ? { prefix: this.options.prefix } : {}),
         ...(this.options.stalledIntervalMs !== undefined ? { stalledInterval: this.options.stalledIntervalMs } : {}),
         ...(this.options.lockDurationMs !== undefined ? { lockDuration: this.options.lockDurationMs } : {}),
         ...(this.options.maxStalledCount !== undefined ? { maxStalledCount: this.options.maxStalledCount } : {}),

@@ -9,10 +9,10 @@
  * Every answer carries `Cache-Control: no-store`: a 200 holds a login token, which no browser or
  * proxy cache may keep, and an error must not be replayed from a cache either.
  */
-import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { HttpError } from "../http/errors.ts";
-import type { RegisterAuthenticator } from "./auth.ts";
+import type { RegisterAuthenticator, RequestHeaders } from "./auth.ts";
 import type { RegisterService } from "./service.ts";
 
 export interface RegisterRouteOptions {
@@ -89,6 +89,22 @@ function requireJson(contentType: string | undefined): void {
 }
 
 /**
+ * Node keeps only the first of a repeated Authorization header (and joins repeated X-Api-Key
+ * values with ", "), so the authenticator would never see the repetition it refuses. Every copy of
+ * a repeated credential header is handed over, as an array, so it is refused instead of one copy
+ * being picked silently (a proxy in front may have picked another).
+ */
+function credentialHeaders(request: FastifyRequest): RequestHeaders {
+  const headers: RequestHeaders = { ...request.headers };
+  for (const name of ["authorization", "x-api-key"]) {
+    // headersDistinct is absent on light-my-request's injected requests.
+    const values = (request.raw.headersDistinct as Record<string, string[] | undefined> | undefined)?.[name];
+    if (values && values.length > 1) headers[name] = values;
+  }
+  return headers;
+}
+
+/**
  * The Fastify plugin of POST /im/register, callable in two styles:
  *
  * - `await registerRoute(app, options)` or `app.register(registerRoute, options)` adds the route;
@@ -126,7 +142,7 @@ async function addRegisterRoute(app: FastifyInstance, options: RegisterRouteOpti
     reply.header("Cache-Control", "no-store");
     requireJson(request.headers["content-type"]);
 
-    const principal = await authenticator.authenticate(request.headers);
+    const principal = await authenticator.authenticate(credentialHeaders(request));
     const body = parseBody(request.body);
 
     let siteUserId: string;

@@ -17,13 +17,13 @@
  * Tokens are generated here, not by NIM, so every path (create, take-over, refresh) works the same
  * way and the token in our database is by construction the one we just gave NIM.
  *
- * The lock serialises registrations of one site user **within this process**: ten concurrent
- * first calls produce one NIM account and ten identical working tokens, because the nine that
- * wait find the row the first one stored. The lock does not reach across instances: two instances
- * registering the same new user at the same moment both succeed (one creates, the other takes
- * over), but the one that writes its row last need not be the one that set NIM's token last, so
- * the stored token can be stale until the next `refresh`. Closing that needs an insert-if-absent
- * on the accounts table or a shared lock (Redis).
+ * The in-process lock serialises registrations of one site user **within this process**: ten
+ * concurrent first calls produce one NIM account and ten identical working tokens, because the
+ * nine that wait find the row the first one stored. Across instances the optional `lock`
+ * dependency (a Redis lock, see ./redis-lock.ts; server.ts passes one whenever REDIS_URL is set)
+ * does the same. Without it, two instances registering the same new user at the same moment both
+ * succeed (one creates, the other takes over), but the one that writes its row last need not be
+ * the one that set NIM's token last, so the stored token could be one NIM no longer has.
  *
  * The token never appears in a log line, an error or an audit record.
  */
@@ -34,6 +34,7 @@ import type { NimClient } from "../nim/types.ts";
 import type { AccountRepository, AuditRepository } from "../storage/repositories.ts";
 import { accidForSiteUser } from "./accid.ts";
 import { createKeyedLock } from "./keyed-lock.ts";
+import { LockTimeoutError, LockUnavailableError } from "./redis-lock.ts";
 
 /** The longest token NIM accepts (`user/create.action`, nim-protocol.md §2.1). */
 export const NIM_TOKEN_MAX_LENGTH = 128;
@@ -55,6 +56,11 @@ export interface RegisterServiceOptions {
   /** Token generator; injectable for tests. Must return 1–128 characters. */
   generateToken?: () => string;
   logger?: RegisterLogger;
+  /**
+   * A lock shared by every instance, keyed by site user id (taken inside the in-process lock).
+   * Needed as soon as two instances serve /im/register; see the module comment.
+   */
+  lock?: { run<T>(key: string, task: () => Promise<T>): Promise<T> };
 }
 
 export interface RegisterRequest {
@@ -255,10 +261,31 @@ export function createRegisterService(options: RegisterServiceOptions): Register
     return { accid, token, bot: botAccid };
   }
 
+  async function registerShared(request: RegisterRequest): Promise<RegisterResult> {
+    const shared = options.lock;
+    if (!shared) return registerLocked(request);
+    try {
+      return await shared.run(request.siteUserId, () => registerLocked(request));
+    } catch (error) {
+      if (error instanceof LockTimeoutError) {
+        throw new HttpError(503, "register_busy", "A registration of this user is still in progress; try again", {
+          "Retry-After": "1",
+        });
+      }
+      if (error instanceof LockUnavailableError) {
+        logger?.warn({ err: error.message }, "register: the shared lock is unavailable");
+        throw new HttpError(503, "register_unavailable", "Registration is unavailable right now; try again", {
+          "Retry-After": "1",
+        });
+      }
+      throw error;
+    }
+  }
+
   return {
     register(request) {
       // Keyed by the site user id: two ids never share an accid, so this also serialises per accid.
-      return lock.run(request.siteUserId, () => registerLocked(request));
+      return lock.run(request.siteUserId, () => registerShared(request));
     },
   };
 }

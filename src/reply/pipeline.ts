@@ -90,8 +90,21 @@ export function isResetCommand(text: string): boolean {
 export function createReplyProcessor(options: ReplyPipelineOptions): (job: ReplyJob) => Promise<void> {
   const { repositories, clock, logger } = options;
   const observer = options.observer;
+  // claim() lets a worker re-claim a lease it holds, so a second job for the same message in this
+  // process (a queue redelivery while the first run is still going) must be turned away here.
+  const running = new Set<string>();
 
   return async function processReply(job: ReplyJob): Promise<void> {
+    if (running.has(job.msgidServer)) return;
+    running.add(job.msgidServer);
+    try {
+      await processClaimed(job);
+    } finally {
+      running.delete(job.msgidServer);
+    }
+  };
+
+  async function processClaimed(job: ReplyJob): Promise<void> {
     const inbox = await repositories.inbox.get(job.msgidServer);
     if (!inbox || inbox.status === "done" || inbox.status === "failed") return;
     const claimed = await repositories.inbox.claim(
@@ -113,7 +126,8 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
           })
           .catch((error: unknown) => logger.warn({ err: error }, "lease renewal failed"));
       },
-      Math.max(1000, Math.floor(options.leaseMs / 3)),
+      // A third of the lease, so one late renewal does not lose it (also for leases of a few seconds).
+      Math.max(100, Math.floor(options.leaseMs / 3)),
     );
     renewal.unref();
 
@@ -166,7 +180,7 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
     } finally {
       clearInterval(renewal);
     }
-  };
+  }
 
   interface StreamContext {
     replyTo: string;
