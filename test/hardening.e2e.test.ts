@@ -300,6 +300,8 @@ describe("moderation: keyword file, output windows, NIM antispam", () => {
     expect(reply.finalText.toLowerCase()).not.toContain(KEYWORD);
     expect(reply.finalText.endsWith(blockedText)).toBe(true);
     expect(reply.finalText).not.toContain("nobody should ever see");
+    // Not even the start of the term: the text just before a window is held back until checked.
+    expect(reply.finalText).not.toContain(`says ${KEYWORD.slice(0, 2)}`);
     // Blocked mid-stream: the harmless start was already shown, then the apology.
     expect(reply.finalText.startsWith("The first part")).toBe(true);
     expect(reply.segments.length).toBeGreaterThanOrEqual(3);

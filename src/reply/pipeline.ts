@@ -34,6 +34,7 @@ import {
 } from "./messages.ts";
 import type { ReplyObserver } from "./observer.ts";
 import { Segmenter } from "./segmenter.ts";
+import { graphemeClusters } from "./text-units.ts";
 import { createThinkFilter } from "./think-filter.ts";
 
 export type ReplyStatus = "ok" | "error" | "blocked" | "limited";
@@ -65,6 +66,14 @@ export interface ReplyPipelineOptions {
   /** Global NIM send budget: a burst waits here instead of running into NIM's 416. */
   sendBudget?: SendBudget;
 }
+
+/**
+ * With output moderation on, this many grapheme clusters at the end of each segment wait for the
+ * next one (longer than any sensible keyword), at a cost of that much extra latency.
+ */
+const HOLDBACK_CLUSTERS = 50;
+/** Encoded room the held-back clusters may need in a segment body (escapes, emoji sequences). */
+const HOLDBACK_BUDGET = 600;
 
 /** Marks where a regenerated answer starts when a resumed generation did not repeat what was sent. */
 export const REGENERATED_MARKER = "\n\n[重新生成 / regenerated]\n";
@@ -263,23 +272,32 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
     const segmenter = new Segmenter({
       pacingMs: options.pacingMs,
       clock,
-      maxDeltaCharacters: maxDeltaBudget({
-        streamId: context.streamId,
-        replyTo: context.replyTo,
-        seq: Number.MAX_SAFE_INTEGER,
-      }),
+      // Held-back text rides along with the next delta, so leave room for it in the body.
+      maxDeltaCharacters:
+        maxDeltaBudget({ streamId: context.streamId, replyTo: context.replyTo, seq: Number.MAX_SAFE_INTEGER }) -
+        (outputChecker ? HOLDBACK_BUDGET : 0),
       emit: async (delta) => {
-        if (outputChecker) {
-          const verdict = await outputChecker.check(delta);
-          if (!verdict.allowed) {
-            // The blocked window is never committed, so it is never sent.
-            blockedReason = verdict.reason;
-            throw new BlockedOutputError(verdict.reason);
-          }
+        if (!outputChecker) {
+          await commitAndSendSegment(context, delta);
+          return;
         }
-        await commitAndSendSegment(context, delta);
+        const verdict = await outputChecker.check(delta);
+        if (!verdict.allowed) {
+          // Neither the blocked window nor the held-back text before it is ever sent.
+          blockedReason = verdict.reason;
+          heldBack = "";
+          throw new BlockedOutputError(verdict.reason);
+        }
+        // The last characters wait for the next delta: a term that starts here and ends in the
+        // next delta is then caught before any part of it reaches the user.
+        const clusters = Array.from(graphemeClusters(heldBack + delta), (cluster) => cluster.segment);
+        const keep = Math.min(HOLDBACK_CLUSTERS, clusters.length);
+        heldBack = clusters.slice(clusters.length - keep).join("");
+        const release = clusters.slice(0, clusters.length - keep).join("");
+        if (release) await commitAndSendSegment(context, release);
       },
     });
+    let heldBack = "";
     const resume = createResumeFilter(context.text);
     const think = createThinkFilter();
     const push = (piece: string) => {
@@ -317,6 +335,18 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
         return;
       } else {
         throw error;
+      }
+    }
+    if (heldBack && blockedReason === undefined) {
+      // Everything held back was checked with the deltas around it; the stream is over.
+      const rest = heldBack;
+      heldBack = "";
+      try {
+        await commitAndSendSegment(context, rest);
+      } catch (error) {
+        if (!(error instanceof DeliveryFailedError)) throw error;
+        await finish(context, "error", userText, { deliveryFailed: true });
+        return;
       }
     }
     if (blockedReason !== undefined) {
