@@ -13,6 +13,7 @@ import { apiCheckSum } from "../nim/checksum.ts";
 import { defaultDescription, drawRandomFault, type FaultAction, takeQueuedFault } from "./faults.ts";
 import { pause } from "./pause.ts";
 import {
+  DEFAULT_MESSAGE_OPTION,
   type EmulatorAccount,
   type EmulatorMessageOption,
   type EmulatorNotificationOption,
@@ -134,20 +135,32 @@ function applyFault(
   switch (fault.kind) {
     case "code":
       return answer(reply, record, { desc: fault.desc ?? defaultDescription(fault.code), code: fault.code });
-    case "http-status":
-      record.httpStatus = fault.status;
-      return reply
-        .code(fault.status)
-        .headers(fault.headers ?? {})
-        .type("text/html")
-        .send(fault.body ?? `<html><body><h1>${fault.status}</h1></body></html>`);
-    case "drop":
-      return abandon(request, reply);
+    default:
+      return answerTransportFault(fault, request, reply, record);
   }
 }
 
+/**
+ * Faults "in front of" NIM, the same for every API: a gateway's non-2xx page, or a connection
+ * that dies without an answer.
+ */
+export function answerTransportFault(
+  fault: Extract<FaultAction, { kind: "http-status" | "drop" }>,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  record: EmulatorRequestRecord,
+) {
+  if (fault.kind === "drop") return abandon(request, reply);
+  record.httpStatus = fault.status;
+  return reply
+    .code(fault.status)
+    .headers(fault.headers ?? {})
+    .type("text/html")
+    .send(fault.body ?? `<html><body><h1>${fault.status}</h1></body></html>`);
+}
+
 /** Ends the exchange without an answer, the way a lost connection looks to the client. */
-function abandon(request: FastifyRequest, reply: FastifyReply) {
+export function abandon(request: FastifyRequest, reply: FastifyReply) {
   reply.hijack();
   request.raw.socket.destroy();
 }
@@ -272,17 +285,7 @@ const endpoints: Record<string, Endpoint> = {
     if (type === 0 && (!isRecord(parsedBody) || typeof parsedBody.msg !== "string")) {
       throw new ClassicApiError(414, 'body of a text message must be {"msg":"…"}');
     }
-    const option = parseOption<EmulatorMessageOption>(fields.option, {
-      roam: true,
-      history: true,
-      sendersync: true,
-      push: true,
-      route: true,
-      badge: true,
-      needPushNick: true,
-      persistent: true,
-      sessionUpdate: true,
-    });
+    const option = parseOption<EmulatorMessageOption>(fields.option, { ...DEFAULT_MESSAGE_OPTION });
     const pushcontent = optionalField(fields, "pushcontent", 500) ?? optionalField(fields, "pushContent", 500);
     const payload = optionalJsonField(fields, "payload", 2048);
     const ext = optionalField(fields, "ext", 1024);

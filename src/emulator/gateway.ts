@@ -35,6 +35,7 @@ import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
 import { type RawData, WebSocket } from "ws";
 import {
+  DEFAULT_MESSAGE_OPTION,
   type EmulatorMessage,
   type EmulatorMessageOption,
   isStoredMessage,
@@ -293,17 +294,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       ope: 0,
       type: 0,
       body: JSON.stringify({ msg: frame.text }),
-      option: {
-        roam: true,
-        history: true,
-        sendersync: true,
-        push: true,
-        route: true,
-        badge: true,
-        needPushNick: true,
-        persistent: true,
-        sessionUpdate: true,
-      },
+      option: { ...DEFAULT_MESSAGE_OPTION },
       timetag,
       fields: {},
     });

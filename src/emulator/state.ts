@@ -49,6 +49,19 @@ export type EmulatorMessageSource = "server" | "client" | "stream";
 /** Why a v2 stream message was terminated before its `finish` chunk. */
 export type StreamTerminationReason = "timeout" | "too-long";
 
+/** NIM's `option` defaults: every flag true (a normal, stored, pushed, copied message). */
+export const DEFAULT_MESSAGE_OPTION: Readonly<EmulatorMessageOption> = Object.freeze({
+  roam: true,
+  history: true,
+  sendersync: true,
+  push: true,
+  route: true,
+  badge: true,
+  needPushNick: true,
+  persistent: true,
+  sessionUpdate: true,
+});
+
 export interface EmulatorMessage {
   /** Decimal digits; may exceed 2^53, so never a number. */
   msgid: string;

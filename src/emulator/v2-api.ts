@@ -25,7 +25,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { authenticate, ClassicApiError, serialize } from "./classic-api.ts";
+import { abandon, answerTransportFault, authenticate, ClassicApiError, serialize } from "./classic-api.ts";
 import { defaultDescription, drawRandomFault, type FaultAction, takeQueuedFault } from "./faults.ts";
 import type { GatewayHub, GatewayStreamChunk } from "./gateway.ts";
 import { pause } from "./pause.ts";
@@ -348,22 +348,9 @@ function applyFault(
   switch (fault.kind) {
     case "code":
       return answer(reply, record, { code: fault.code, msg: fault.desc ?? defaultDescription(fault.code) });
-    case "http-status":
-      record.httpStatus = fault.status;
-      return reply
-        .code(fault.status)
-        .headers(fault.headers ?? {})
-        .type("text/html")
-        .send(fault.body ?? `<html><body><h1>${fault.status}</h1></body></html>`);
-    case "drop":
-      return abandon(request, reply);
+    default:
+      return answerTransportFault(fault, request, reply, record);
   }
-}
-
-/** Ends the exchange without an answer, the way a lost connection looks to the client. */
-function abandon(request: FastifyRequest, reply: FastifyReply) {
-  reply.hijack();
-  request.raw.socket.destroy();
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
