@@ -215,3 +215,19 @@ describe("trailingClusterMayGrow", () => {
     expect(trailingClusterMayGrow(cluster)).toBe(expected);
   });
 });
+
+describe("cutPrefixWithinBudget on long buffers that fit", () => {
+  it("finds the same last cluster as segmenting the whole text", () => {
+    const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+    const endings = ["a", "你", "👨‍👩‍👧", "🇨🇳", "e\u0301", "1️⃣", "\r\n", "👍🏽"];
+    for (const ending of endings) {
+      for (const length of [10, 63, 64, 65, 200, 5000]) {
+        const text = "段落".repeat(length).slice(0, length) + ending;
+        const segments = [...segmenter.segment(text)];
+        const expected = segments[segments.length - 1]!.index;
+        const cut = cutPrefixWithinBudget(text, 1_000_000);
+        expect(cut).toEqual({ end: text.length, cost: JSON.stringify(text).length - 2, lastClusterStart: expected });
+      }
+    }
+  });
+});

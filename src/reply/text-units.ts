@@ -104,9 +104,24 @@ export interface PrefixCut {
  * Walks the clusters lazily, so cutting 5000 characters off a 100 000-character text does not
  * segment the rest.
  */
+/** How much of the end of a text is segmented to find its last grapheme cluster. */
+const TAIL_WINDOW = 64;
+
 export function cutPrefixWithinBudget(text: string, budget: number): PrefixCut {
   if (!(budget >= MINIMUM_TEXT_BUDGET)) {
     throw new RangeError(`text budget must be at least ${MINIMUM_TEXT_BUDGET} characters, got ${budget}`);
+  }
+  // Fast path for the common case (the whole buffer fits): only the last cluster needs finding,
+  // so segmenting a long backlog on every send does not cost time proportional to its length.
+  const wholeCost = encodedTextLength(text);
+  if (wholeCost <= budget && text.length > TAIL_WINDOW) {
+    const tailStart = text.length - TAIL_WINDOW;
+    let lastInTail: number | undefined;
+    for (const { index } of graphemeClusters(text.slice(tailStart))) lastInTail = index;
+    // A last cluster starting at the window's edge might begin earlier: then scan it all.
+    if (lastInTail !== undefined && lastInTail > 0) {
+      return { end: text.length, cost: wholeCost, lastClusterStart: tailStart + lastInTail };
+    }
   }
   let cost = 0;
   let lastClusterStart: number | undefined;
