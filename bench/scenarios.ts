@@ -13,6 +13,7 @@ import { newMessageIdServer } from "../src/callback/build.ts";
 import { loadConfig } from "../src/config/index.ts";
 import { type RunningNimEmulator, startNimEmulator } from "../src/emulator/index.ts";
 import { createBridge } from "../src/server.ts";
+import { postgresAnswers, redisAnswers } from "../test/services.ts";
 import { type BenchChild, startChild } from "./children.ts";
 import {
   APP_KEY,
@@ -320,31 +321,6 @@ async function measureTarget(
   return { name, description, maxThroughput, fixedRate, signedOnTheFly: cursor.signedOnTheFly };
 }
 
-export async function postgresAvailable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1500 });
-  try {
-    await client.connect();
-    await client.query("select 1");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-export async function redisAvailable(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1500 });
-  try {
-    await redis.connect();
-    return (await redis.ping()) === "PONG";
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
-
 async function withPostgresSchema<T>(url: string, run: (schemaUrl: string) => Promise<T>): Promise<T> {
   const schema = `bench_${process.pid}_${Date.now()}`;
   const admin = new pg.Client({ connectionString: url });
@@ -462,13 +438,13 @@ export async function ingestScenario(options: IngestOptions): Promise<IngestResu
 
     if (options.postgresUrl) {
       const postgresUrl = options.postgresUrl;
-      if (await postgresAvailable(postgresUrl)) {
+      if (await postgresAnswers(postgresUrl)) {
         log("  bridge with PostgreSQL");
         result.postgres = await withPostgresSchema(postgresUrl, (schemaUrl) => runBridge("postgres", schemaUrl, {}));
         result.ratioPostgres = round(
           result.postgres.maxThroughput.requestsPerSecond / bare.maxThroughput.requestsPerSecond,
         );
-        const redisUrl = options.redisUrl && (await redisAvailable(options.redisUrl)) ? options.redisUrl : undefined;
+        const redisUrl = options.redisUrl && (await redisAnswers(options.redisUrl)) ? options.redisUrl : undefined;
         if (redisUrl) {
           log("  bridge with PostgreSQL + Redis");
           const prefix = `im-bridge-bench-${process.pid}-${Date.now()}`;

@@ -2,43 +2,7 @@
  * Runs once before the suites: probes PostgreSQL and Redis and tells the workers what is there
  * through environment variables. CI=true turns an unreachable service into a failed run.
  */
-import { createConnection } from "node:net";
-import pg from "pg";
-import { POSTGRES_URL, REDIS_URL } from "./services.ts";
-
-function redisAnswers(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: hostname, port: Number(port || 6379) });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(false);
-    }, 1500);
-    socket.once("connect", () => socket.write("PING\r\n"));
-    socket.once("data", (data) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(data.toString().startsWith("+PONG"));
-    });
-    socket.once("error", () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-}
-
-async function postgresAnswers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1500 });
-  try {
-    await client.connect();
-    await client.query("select 1");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+import { POSTGRES_URL, postgresAnswers, REDIS_URL, redisAnswers } from "./services.ts";
 
 export default async function setup() {
   const [postgres, redis] = await Promise.all([postgresAnswers(POSTGRES_URL), redisAnswers(REDIS_URL)]);

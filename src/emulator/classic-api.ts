@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { apiCheckSum } from "../nim/checksum.ts";
-import { defaultDescription, drawRandomFault, type FaultAction, takeQueuedFault } from "./faults.ts";
+import { defaultDescription, type FaultAction, selectFaults, takeQueuedFault } from "./faults.ts";
 import { pause } from "./pause.ts";
 import {
   DEFAULT_MESSAGE_OPTION,
@@ -75,10 +75,7 @@ export async function classicApi(app: FastifyInstance, options: ClassicApiOption
     state.requests.push(record);
     if (state.settings.latencyMs > 0) await pause(state.settings.latencyMs, closing);
 
-    const randomFault = drawRandomFault(state, path);
-    const before =
-      takeQueuedFault(state, path, "before") ??
-      ((randomFault?.when ?? "before") === "before" ? randomFault : undefined);
+    const { before, randomAfter } = selectFaults(state, path);
     if (before) {
       record.fault = `${before.kind} before`;
       if (before.kind === "delay") {
@@ -102,7 +99,7 @@ export async function classicApi(app: FastifyInstance, options: ClassicApiOption
     }
 
     // Processed and recorded: from here a fault means the answer is lost or wrong, not the request.
-    const after = takeQueuedFault(state, path, "after") ?? (randomFault?.when === "after" ? randomFault : undefined);
+    const after = takeQueuedFault(state, path, "after") ?? randomAfter;
     if (after) {
       record.fault = `${after.kind} after`;
       if (after.kind === "delay") {

@@ -119,3 +119,23 @@ export function defaultDescription(code: number): string {
       return "error";
   }
 }
+
+/**
+ * The fault that hits a request before NIM processes it: a queued one first, else the random
+ * draw when it is a "before" fault. The random draw that is an "after" fault is returned too, so
+ * the caller applies it once the request is processed.
+ */
+export function selectFaults(
+  state: NimEmulatorState,
+  path: string,
+): {
+  before: FaultRule | (FaultAction & { when?: FaultWhen }) | undefined;
+  randomAfter: (FaultAction & { when?: FaultWhen }) | undefined;
+} {
+  const randomFault = drawRandomFault(state, path);
+  const randomIsBefore = (randomFault?.when ?? "before") === "before";
+  return {
+    before: takeQueuedFault(state, path, "before") ?? (randomIsBefore ? randomFault : undefined),
+    randomAfter: randomIsBefore ? undefined : randomFault,
+  };
+}

@@ -26,7 +26,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { abandon, answerTransportFault, authenticate, ClassicApiError, serialize } from "./classic-api.ts";
-import { defaultDescription, drawRandomFault, type FaultAction, takeQueuedFault } from "./faults.ts";
+import { defaultDescription, type FaultAction, selectFaults, takeQueuedFault } from "./faults.ts";
 import type { GatewayHub, GatewayStreamChunk } from "./gateway.ts";
 import { pause } from "./pause.ts";
 import type {
@@ -99,10 +99,7 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
       state.requests.push(record);
       if (state.settings.latencyMs > 0) await pause(state.settings.latencyMs, closing);
 
-      const randomFault = drawRandomFault(state, streamMessagePath);
-      const before =
-        takeQueuedFault(state, streamMessagePath, "before") ??
-        ((randomFault?.when ?? "before") === "before" ? randomFault : undefined);
+      const { before, randomAfter } = selectFaults(state, streamMessagePath);
       if (before) {
         record.fault = `${before.kind} before`;
         if (before.kind !== "delay") return applyFault(before, request, reply, record);
@@ -121,8 +118,7 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
         else throw error;
       }
 
-      const after =
-        takeQueuedFault(state, streamMessagePath, "after") ?? (randomFault?.when === "after" ? randomFault : undefined);
+      const after = takeQueuedFault(state, streamMessagePath, "after") ?? randomAfter;
       if (after) {
         record.fault = `${after.kind} after`;
         if (after.kind !== "delay") return applyFault(after, request, reply, record);

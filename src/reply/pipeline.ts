@@ -159,23 +159,23 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
       // Committed but unconfirmed messages go out first, in seq order, identical to the first try.
       const delivered = await resendPending(context);
       if (reply.state === "finished") {
-        await complete(context, (reply.final_status as ReplyStatus) ?? "ok", delivered, inbox.text);
+        await complete(context, (reply.final_status as ReplyStatus) ?? "ok", delivered);
         return;
       }
       if (!delivered) {
-        await finish(context, "error", inbox.text, { deliveryFailed: true });
+        await finish(context, "error", { deliveryFailed: true });
         return;
       }
       if (isResetCommand(inbox.text)) {
         await repositories.conversations.reset(inbox.from_accid, clock.now());
-        await sendWholeText(context, resetConfirmationText, "ok", inbox.text, { recordTurns: false });
+        await sendWholeText(context, resetConfirmationText, "ok", { recordTurns: false });
         return;
       }
       // Checks run only for a reply that has not started: a resumed reply was already admitted.
       if (reply.next_seq === 0) {
         const refusal = await admit(inbox.from_accid, inbox.text, inbox.antispam === 1, inbox.msgid_server);
         if (refusal) {
-          await sendWholeText(context, refusal.text, refusal.status, inbox.text, { recordTurns: false });
+          await sendWholeText(context, refusal.text, refusal.status, { recordTurns: false });
           return;
         }
       }
@@ -331,7 +331,7 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
       if (error instanceof BlockedOutputError) {
         blockedReason = error.message;
       } else if (error instanceof DeliveryFailedError) {
-        await finish(context, "error", userText, { deliveryFailed: true });
+        await finish(context, "error", { deliveryFailed: true });
         return;
       } else {
         throw error;
@@ -345,7 +345,7 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
         await commitAndSendSegment(context, rest);
       } catch (error) {
         if (!(error instanceof DeliveryFailedError)) throw error;
-        await finish(context, "error", userText, { deliveryFailed: true });
+        await finish(context, "error", { deliveryFailed: true });
         return;
       }
     }
@@ -372,7 +372,7 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
         if (!(error instanceof DeliveryFailedError)) throw error;
       }
     }
-    await finish(context, status, userText, {});
+    await finish(context, status, {});
   }
 
   type GeneratorOutcome = { kind: "completed" } | { kind: "timeout" | "failed"; reason: string };
@@ -489,7 +489,6 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
     context: StreamContext,
     text: string,
     status: ReplyStatus,
-    userText: string,
     finishOptions: { recordTurns: boolean },
   ): Promise<void> {
     try {
@@ -497,14 +496,13 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
     } catch (error) {
       if (!(error instanceof DeliveryFailedError)) throw error;
     }
-    await finish(context, status, userText, { recordTurns: finishOptions.recordTurns });
+    await finish(context, status, { recordTurns: finishOptions.recordTurns });
   }
 
   /** Commits every final part in one transaction, then sends them. */
   async function finish(
     context: StreamContext,
     status: ReplyStatus,
-    userText: string,
     finishOptions: { deliveryFailed?: boolean; recordTurns?: boolean },
   ): Promise<void> {
     const bodies = finalBodies({
@@ -535,14 +533,13 @@ export function createReplyProcessor(options: ReplyPipelineOptions): (job: Reply
         break;
       }
     }
-    await complete(context, status, delivered, userText, finishOptions.recordTurns ?? true);
+    await complete(context, status, delivered, finishOptions.recordTurns ?? true);
   }
 
   async function complete(
     context: StreamContext,
     status: ReplyStatus,
     delivered: boolean,
-    _userText: string,
     recordTurns = true,
   ): Promise<void> {
     const now = clock.now();
