@@ -1,38 +1,45 @@
 /**
- * The composition root: builds every part from the configuration and wires them together.
- * Nothing else constructs implementations, so tests and `npm start` swap parts here (a fake
- * generator, the emulator's URL) through `overrides` without touching the pipeline.
+ * The composition root: builds every part from the configuration and wires them together. Wiring
+ * only: every piece of logic lives in its concern's folder. Nothing else constructs
+ * implementations, so tests and `npm start` swap parts here (a fake generator, the emulator's URL)
+ * through `overrides` without touching the pipeline.
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { Redis } from "ioredis";
+import { createIntake, createP2pTextRouter } from "./callback/intake.ts";
 import { callbackRoute } from "./callback/route.ts";
 import type { Config } from "./config/index.ts";
 import { createGenerator } from "./generators/index.ts";
 import type { ReplyGenerator } from "./generators/types.ts";
 import { buildHttpApp } from "./http/app.ts";
-import { HttpError } from "./http/errors.ts";
 import { createLogger, type Logger } from "./http/logger.ts";
-import { createRateLimit, createReplyLimits, createSendBudget } from "./limits/index.ts";
-import type { RateLimit } from "./limits/types.ts";
+import { enforceLimit, optionalPerMinuteLimit } from "./limits/http.ts";
+import { createReplyLimits, createSendBudget } from "./limits/index.ts";
+import { createRetentionJob } from "./maintenance/retention.ts";
 import { createMetrics, metricsRoute } from "./metrics/index.ts";
 import { createModerator } from "./moderation/index.ts";
+import { ensureBotAccounts } from "./nim/bot-accounts.ts";
 import { createNimClient } from "./nim/client.ts";
-import { isAlreadyRegisteredError } from "./nim/errors.ts";
 import type { NimClient } from "./nim/types.ts";
 import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
+import { inboxOnlyQueue } from "./queue/inbox-only.ts";
 import type { ReplyQueue } from "./queue/types.ts";
 import { createRegisterAuthenticator } from "./register/auth.ts";
+import { guardRegisterService } from "./register/guarded-service.ts";
 import { createRedisKeyedLock } from "./register/redis-lock.ts";
 import { registerRoute } from "./register/route.ts";
 import { createRegisterService } from "./register/service.ts";
 import { type Clock, systemClock } from "./reply/clock.ts";
-import type { ReplyObserver } from "./reply/observer.ts";
-import { createReplyProcessor } from "./reply/pipeline.ts";
+import { combineObservers, type ReplyObserver } from "./reply/observer.ts";
+import { type BotProfile, createReplyProcessor } from "./reply/processor.ts";
+import { createCustomTransport } from "./reply/transport/custom.ts";
+import { createLocalTurnControl, createRedisTurnControl, type TurnControl } from "./reply/turn-control.ts";
 import { createReplyWorker, type ReplyWorker } from "./reply/worker.ts";
 import { createCallbackGuard } from "./security/callback-guard.ts";
 import { createSourceGuard, parseAddressList } from "./security/ip-allow-list.ts";
+import { createBoundedAudit } from "./security/rejection-audit.ts";
 import { type Database, openDatabase } from "./storage/database.ts";
 import { createRepositories, type Repositories } from "./storage/repositories.ts";
 
@@ -58,6 +65,10 @@ export interface Bridge {
   readonly queue: ReplyQueue;
   /** Starts the worker (resuming unfinished replies) and listens; returns the base URL. */
   start(): Promise<string>;
+  /**
+   * Stops intake (HTTP first), hands running replies back (their leases released at once), and
+   * closes every connection.
+   */
   close(): Promise<void>;
 }
 
@@ -66,11 +77,11 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   if (!appKey || !appSecret || !botAccid) {
     throw new Error("NIM_APP_KEY, NIM_APP_SECRET and NIM_BOT_ACCID are required");
   }
-  const callbackSecret: string = appSecret;
-  const callbackBot: string = botAccid;
   const logger = overrides.logger ?? createLogger({ level: config.logLevel });
   const clock = overrides.clock ?? systemClock;
-  const database = await openDatabase(config.databaseUrl);
+  const database = await openDatabase(config.databaseUrl, {
+    onBackgroundError: (error) => logger.warn({ err: error }, "database connection lost; reconnecting on next use"),
+  });
   const repositories = createRepositories(database);
   const nim =
     overrides.nim ??
@@ -83,8 +94,15 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
       logger,
     });
-  const generator = overrides.generator ?? createGenerator(config.generator);
-  // With REDIS_URL every instance shares de-duplication, limits and the job queue.
+  const bots: BotProfile[] = [
+    {
+      accid: botAccid.toLowerCase(),
+      systemPrompt: config.generator.systemPrompt,
+      generator: overrides.generator ?? createGenerator(config.generator),
+    },
+  ];
+  const botByAccid = new Map(bots.map((bot) => [bot.accid, bot]));
+  // With REDIS_URL every instance shares de-duplication, limits, turn control and the job queue.
   const redis = config.redisUrl
     ? new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
     : undefined;
@@ -142,75 +160,98 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         })
       : undefined;
 
-  const processReply = createReplyProcessor({
-    nim,
-    repositories,
-    generator,
-    botAccid,
-    systemPrompt: config.generator.systemPrompt,
-    pacingMs: config.reply.pacingMs,
-    idleTimeoutMs: config.reply.idleTimeoutMs,
-    totalTimeoutMs: config.reply.totalTimeoutMs,
-    historyTurns: config.reply.historyTurns,
-    historyCharacters: config.reply.historyCharacters,
-    clock,
-    logger,
-    workerId: `worker-${randomUUID()}`,
-    leaseMs,
-    observer,
-    ...(replyLimits ? { replyLimits } : {}),
-    ...(moderator ? { moderator } : {}),
-    ...(sendBudget ? { sendBudget } : {}),
-    respectNimAntispam: config.moderation.respectNimAntispam,
-  });
   const runWorker = overrides.worker ?? config.role !== "http";
   const serveHttpRoutes = config.role !== "worker";
-  const worker = runWorker
+  const processor = runWorker
+    ? createReplyProcessor({
+        repositories,
+        transport: createCustomTransport({ nim }),
+        bot: (accid) => botByAccid.get(accid.toLowerCase()),
+        pacingMs: config.reply.pacingMs,
+        idleTimeoutMs: config.reply.idleTimeoutMs,
+        totalTimeoutMs: config.reply.totalTimeoutMs,
+        historyTurns: config.reply.historyTurns,
+        historyCharacters: config.reply.historyCharacters,
+        maxAttempts: config.reply.maxAttempts,
+        clock,
+        logger,
+        workerId: `worker-${randomUUID()}`,
+        leaseMs,
+        observer,
+        ...(replyLimits ? { replyLimits } : {}),
+        ...(moderator ? { moderator } : {}),
+        ...(sendBudget ? { sendBudget } : {}),
+        respectNimAntispam: config.moderation.respectNimAntispam,
+        enqueue: (job) => queue.enqueue(job),
+      })
+    : undefined;
+  const worker = processor
     ? createReplyWorker({
         queue,
-        processReply,
+        processReply: (job, signal) => processor.process(job, signal),
         repositories,
         logger,
         singleInstance: !config.redisUrl,
         sweepIntervalMs: config.reply.sweepIntervalMs,
       })
     : undefined;
-
-  const baseRegisterService = createRegisterService({
-    nim,
-    accounts: repositories.accounts,
-    audit: repositories.audit,
-    botAccid,
+  const turnControl: TurnControl = redis
+    ? await createRedisTurnControl({
+        redis,
+        channel: redisKey("im-bridge:turn-control"),
+        cancellations: processor?.cancellations,
+        logger,
+      })
+    : createLocalTurnControl(processor?.cancellations);
+  const retention = createRetentionJob({
+    retention: repositories.retention,
+    days: config.retentionDays,
     logger,
-    // Two instances must not register the same new user at once (see register/service.ts).
-    ...(redis ? { lock: createRedisKeyedLock({ redis, keyPrefix: redisKey("im-bridge:register-lock") }) } : {}),
   });
-  const registerPerUser = optionalLimit(config.limits.registerPerUserPerMinute, redisKey("register-user"), redis);
-  const registerPerIp = optionalLimit(config.limits.registerPerIpPerMinute, redisKey("register-ip"), redis);
-  const registerService: typeof baseRegisterService = {
-    async register(input) {
-      await enforce(registerPerUser, input.siteUserId);
-      try {
-        const result = await baseRegisterService.register(input);
-        metrics.registerOutcome("ok");
-        return result;
-      } catch (error) {
-        metrics.registerOutcome(error instanceof HttpError ? error.code : "error");
-        throw error;
-      }
-    },
-  };
+
+  const registerService = guardRegisterService({
+    service: createRegisterService({
+      nim,
+      accounts: repositories.accounts,
+      audit: repositories.audit,
+      botAccid,
+      logger,
+      // Two instances must not register the same new user at once (see register/service.ts).
+      ...(redis ? { lock: createRedisKeyedLock({ redis, keyPrefix: redisKey("im-bridge:register-lock") }) } : {}),
+    }),
+    perUserLimit: optionalPerMinuteLimit(config.limits.registerPerUserPerMinute, redisKey("register-user"), redis),
+    onOutcome: (outcome) => metrics.registerOutcome(outcome),
+  });
+  const registerPerIp = optionalPerMinuteLimit(config.limits.registerPerIpPerMinute, redisKey("register-ip"), redis);
   const authenticator = createRegisterAuthenticator(config.auth);
   const sourceGuard = createSourceGuard({
     allow: parseAddressList(config.security.callbackAllowedIps),
     trustedProxies: parseAddressList(config.security.trustedProxies),
   });
+  const rejections = createBoundedAudit({
+    record: (event, detail) => repositories.audit.record(event, null, detail, clock.now()),
+    perWindow: config.auditRejectedPerMinute,
+    windowMs: 60_000,
+    now: () => clock.now(),
+    logger,
+  });
   const callbackGuard = createCallbackGuard(sourceGuard, {
-    onRefused: (address) => {
+    onRefused: async (address) => {
       metrics.callbackOutcome("rejected", "source-address");
       logger.warn({ address }, "callback refused: source address not allowed");
-      void repositories.audit.record("callback.rejected", null, { reason: "source-address", ip: address });
+      await rejections.refuse("callback.rejected", { reason: "source-address", ip: address });
     },
+  });
+  const intake = createIntake({
+    repositories,
+    queue,
+    clock,
+    logger,
+    router: createP2pTextRouter(
+      (accid) => botByAccid.has(accid),
+      () => clock.now(),
+    ),
+    turnControl,
   });
 
   const app = await buildHttpApp({
@@ -230,18 +271,17 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     const registerWithPerIpLimit: FastifyPluginAsync = async (scope) => {
       scope.addHook("onRequest", async (request) => {
         const address = sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]);
-        await enforce(registerPerIp, address);
+        await enforceLimit(registerPerIp, address);
       });
       await scope.register(registerRoute({ service: registerService, authenticator }));
     };
     return [
       callbackRoute({
-        appSecret: callbackSecret,
-        botAccid: callbackBot,
+        appSecret: appSecret as string,
         windowMs: config.callback.timeWindowSeconds * 1000,
-        repositories,
-        queue,
+        intake,
         clock,
+        rejections,
         guard: callbackGuard,
         onOutcome: (outcome, detail) => metrics.callbackOutcome(outcome, detail),
       }),
@@ -257,79 +297,22 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     worker,
     queue,
     async start() {
-      await ensureBotAccount(nim, botAccid, logger);
+      await ensureBotAccounts(nim, bots, logger);
       await worker?.start();
+      retention.start();
       return app.listen({ port: config.http.port, host: config.http.host });
     },
     async close() {
       if (closed) return;
       closed = true;
+      retention.stop();
       await app.close();
       await worker?.stop();
       moderator?.close?.();
+      await turnControl.close();
       if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
       await redis?.quit().catch(() => redis.disconnect());
       await database.close();
     },
-  };
-}
-
-/**
- * The queue of an HTTP-only instance without Redis: nobody in this process would ever consume an
- * in-process queue (it would only grow), so the inbox row alone carries the job and the worker
- * instances' sweeper (REPLY_SWEEP_INTERVAL_MS) picks it up.
- */
-const inboxOnlyQueue: ReplyQueue = {
-  enqueue: async () => {},
-  start: () => {},
-  stop: async () => {},
-  depth: async () => 0,
-};
-
-/**
- * The bot must exist at NIM before it can send. Creating it at every start is idempotent:
- * NIM answers "already register" when it exists. A failure is logged, not fatal, so a NIM
- * outage at start does not stop the callback intake (replies resume once NIM answers).
- */
-async function ensureBotAccount(nim: NimClient, botAccid: string, logger: Logger): Promise<void> {
-  try {
-    await nim.createAccount({ accid: botAccid, name: "AI Bot" }, { deadlineMs: 10_000 });
-    logger.info({ bot: botAccid }, "bot account created at NIM");
-  } catch (error) {
-    if (isAlreadyRegisteredError(error)) return;
-    logger.warn({ bot: botAccid, err: error }, "could not make sure the bot account exists at NIM");
-  }
-}
-
-function optionalLimit(perMinute: number, keyPrefix: string, redis: Redis | undefined): RateLimit | undefined {
-  if (perMinute <= 0) return undefined;
-  return createRateLimit({ points: perMinute, durationSeconds: 60, keyPrefix, ...(redis ? { redis } : {}) });
-}
-
-/** 429 with Retry-After when the limit is used up. */
-async function enforce(limit: RateLimit | undefined, key: string): Promise<void> {
-  if (!limit) return;
-  const decision = await limit.consume(key);
-  if (decision.allowed) return;
-  const seconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
-  throw new HttpError(429, "rate_limited", `Too many requests; retry in ${seconds} s`, {
-    "Retry-After": String(seconds),
-  });
-}
-
-function combineObservers(...observers: Array<ReplyObserver | undefined>): ReplyObserver {
-  const present = observers.filter((observer): observer is ReplyObserver => observer !== undefined);
-  const call =
-    <K extends keyof ReplyObserver>(name: K) =>
-    (...args: Parameters<NonNullable<ReplyObserver[K]>>) => {
-      for (const observer of present) (observer[name] as ((...values: unknown[]) => void) | undefined)?.(...args);
-    };
-  return {
-    started: call("started"),
-    firstToken: call("firstToken"),
-    firstSegment: call("firstSegment"),
-    sent: call("sent"),
-    generatorError: call("generatorError"),
-    finished: call("finished"),
   };
 }

@@ -6,8 +6,8 @@ import type { ReplyJob, ReplyQueue } from "../queue/types.ts";
 import { systemClock } from "../reply/clock.ts";
 import { type Database, openDatabase } from "../storage/database.ts";
 import { createRepositories, type Repositories } from "../storage/repositories.ts";
+import { testCallbackRoute as callbackRoute } from "../testing/callback-route.ts";
 import { buildMessageCopy } from "./build.ts";
-import { callbackRoute } from "./route.ts";
 import { signCallback } from "./sign.ts";
 
 const APP_SECRET = "callback-route-secret";

@@ -6,29 +6,29 @@
  * user→bot text write one inbox row (the durable job) in one transaction. Generation happens
  * afterwards in the worker; the answer never waits on it.
  */
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { HttpError } from "../http/errors.ts";
-import type { ReplyQueue } from "../queue/types.ts";
 import type { Clock } from "../reply/clock.ts";
-import type { Repositories } from "../storage/repositories.ts";
-import { isUserToBotText, parseCallbackEvent } from "./parse.ts";
+import type { BoundedAudit } from "../security/rejection-audit.ts";
+import type { Intake } from "./intake.ts";
+import { parseCallbackEvent } from "./parse.ts";
 import { verifyCallback } from "./verify.ts";
 
 export interface CallbackRouteOptions {
   appSecret: string;
-  botAccid: string;
   /** Allowed distance of CurTime from our clock, both directions. */
   windowMs: number;
-  repositories: Repositories;
-  queue: ReplyQueue;
+  intake: Intake;
   clock: Clock;
-  /** Outcome counter for metrics: accepted, duplicate, ignored, rejected. */
+  /** Audit rows for refused callbacks, at a bounded rate (an unauthenticated flood writes few). */
+  rejections: BoundedAudit;
+  /** Outcome counter for metrics: accepted, duplicate, ignored, rejected, unavailable. */
   onOutcome?: (outcome: CallbackOutcome, detail?: string) => void;
   /** Extra checks before verification (source address allow-list); throw HttpError to refuse. */
-  guard?: (request: import("fastify").FastifyRequest) => Promise<void> | void;
+  guard?: (request: FastifyRequest) => Promise<void> | void;
 }
 
-export type CallbackOutcome = "accepted" | "duplicate" | "ignored" | "validation" | "rejected";
+export type CallbackOutcome = "accepted" | "duplicate" | "ignored" | "validation" | "rejected" | "unavailable";
 
 const JSON_TYPE = /^application\/json\s*(;.*)?$/i;
 
@@ -52,12 +52,7 @@ export function callbackRoute(options: CallbackRouteOptions): FastifyPluginAsync
       if (!verification.ok) {
         options.onOutcome?.("rejected", verification.reason);
         request.log.warn({ reason: verification.reason, ip: request.ip }, "callback rejected");
-        await options.repositories.audit.record(
-          "callback.rejected",
-          null,
-          { reason: verification.reason, ip: request.ip },
-          now,
-        );
+        await options.rejections.refuse("callback.rejected", { reason: verification.reason, ip: request.ip });
         throw new HttpError(401, "invalid_signature", `Callback signature rejected: ${verification.reason}`);
       }
 
@@ -66,36 +61,40 @@ export function callbackRoute(options: CallbackRouteOptions): FastifyPluginAsync
         options.onOutcome?.("validation");
         return reply.send({ ok: true });
       }
-      if (!isUserToBotText(event, options.botAccid)) {
-        options.onOutcome?.("ignored", event.kind);
-        // Unknown shapes are acknowledged (NIM would otherwise retry them) and logged, never a crash.
-        request.log[event.kind === "unknown" || event.kind === "invalid-json" ? "info" : "debug"](
-          { kind: event.kind },
-          "callback acknowledged without work",
+      let outcome: Awaited<ReturnType<Intake["handle"]>>;
+      try {
+        outcome = await options.intake.handle(event);
+      } catch (error) {
+        // Not stored durably: a 200 or a 500 would both tell NIM it was delivered and lose it.
+        options.onOutcome?.("unavailable");
+        request.log.error(
+          { err: error, kind: event.kind },
+          "callback not stored (database unavailable): answered 503 so that NIM may deliver it again",
         );
-        return reply.send({ ok: true });
+        throw new HttpError(503, "storage_unavailable", "The message could not be stored; deliver it again later");
       }
-
-      const accepted = await options.repositories.inbox.accept({
-        msgidServer: event.msgidServer,
-        fromAccid: event.fromAccount.toLowerCase(),
-        toAccid: event.to.toLowerCase(),
-        text: event.text,
-        msgTimestamp: event.msgTimestamp,
-        now,
-        antispam: event.antispam,
-      });
-      if (!accepted) {
-        options.onOutcome?.("duplicate");
-        request.log.info({ msgidServer: event.msgidServer }, "callback redelivered: already accepted");
-        return reply.send({ ok: true });
+      switch (outcome.kind) {
+        case "accepted":
+          options.onOutcome?.("accepted");
+          request.log.info({ msgidServer: outcome.msgidServer }, "callback accepted");
+          break;
+        case "duplicate":
+          options.onOutcome?.("duplicate");
+          request.log.info({ msgidServer: outcome.msgidServer }, "callback redelivered: already accepted");
+          break;
+        case "recall":
+          options.onOutcome?.("accepted", "recall");
+          request.log.info({ msgidServer: outcome.msgidServer, effect: outcome.effect }, "recall copy handled");
+          break;
+        case "ignored":
+          options.onOutcome?.("ignored", event.kind);
+          // Unknown shapes are acknowledged (NIM would otherwise retry them) and logged, never a crash.
+          request.log[event.kind === "unknown" || event.kind === "invalid-json" ? "info" : "debug"](
+            { kind: event.kind, reason: outcome.reason },
+            "callback acknowledged without work",
+          );
+          break;
       }
-      options.onOutcome?.("accepted");
-      request.log.info({ msgidServer: event.msgidServer, from: event.fromAccount }, "callback accepted");
-      // The row is committed; if enqueueing fails the start-up resume picks it up.
-      await options.queue.enqueue({ msgidServer: event.msgidServer }).catch((error: unknown) => {
-        request.log.error({ err: error, msgidServer: event.msgidServer }, "enqueue failed; will resume at start");
-      });
       return reply.send({ ok: true });
     });
   };

@@ -113,6 +113,15 @@ const environmentSchema = z.object({
   REPLY_SWEEP_INTERVAL_MS: integer(5000, 0),
   HISTORY_TURNS: integer(20, 0, 1000),
   HISTORY_CHARACTERS: integer(8000, 0),
+  /**
+   * Attempts (claims) of one reply before it ends with the error apology: a message that crashes
+   * or fails every worker is not retried forever (each try may cost an LLM call).
+   */
+  REPLY_MAX_ATTEMPTS: integer(5, 1, 1000),
+  /** Finished exchanges (inbox, reply, outbox rows) and audit rows are deleted after this many days (0 = keep). */
+  RETENTION_DAYS: integer(30, 0),
+  /** At most this many audit rows per minute for refused callbacks; the rest are counted. */
+  AUDIT_REJECTED_PER_MINUTE: integer(60, 0),
 });
 
 // BOT_GENERATOR must fail loudly on a typo rather than fall back, so it is validated separately.
@@ -179,7 +188,12 @@ export interface Config {
     historyCharacters: number;
     leaseMs: number;
     sweepIntervalMs: number;
+    /** REPLY_MAX_ATTEMPTS */
+    maxAttempts: number;
   };
+  /** RETENTION_DAYS; 0 keeps everything. */
+  retentionDays: number;
+  auditRejectedPerMinute: number;
 }
 
 export class ConfigurationError extends Error {
@@ -299,6 +313,9 @@ export function loadConfig(
       historyCharacters: values.HISTORY_CHARACTERS,
       leaseMs: values.REPLY_LEASE_SECONDS * 1000,
       sweepIntervalMs: values.REPLY_SWEEP_INTERVAL_MS,
+      maxAttempts: values.REPLY_MAX_ATTEMPTS,
     },
+    retentionDays: values.RETENTION_DAYS,
+    auditRejectedPerMinute: values.AUDIT_REJECTED_PER_MINUTE,
   };
 }

@@ -5,7 +5,6 @@
 import type { FastifyInstance } from "fastify";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { buildMessageCopy } from "../callback/build.ts";
-import { callbackRoute } from "../callback/route.ts";
 import { signCallback } from "../callback/sign.ts";
 import { buildHttpApp } from "../http/app.ts";
 import { createLogger } from "../http/logger.ts";
@@ -15,6 +14,7 @@ import { createCallbackGuard } from "../security/callback-guard.ts";
 import { createSourceGuard, parseAddressList } from "../security/ip-allow-list.ts";
 import { type Database, openDatabase } from "../storage/database.ts";
 import { createRepositories } from "../storage/repositories.ts";
+import { testCallbackRoute as callbackRoute } from "../testing/callback-route.ts";
 import { createMetrics, type Metrics, metricsRoute } from "./index.ts";
 
 const APP_SECRET = "wiring-secret";

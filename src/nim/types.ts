@@ -29,6 +29,9 @@ export interface NimSendMessageRequest {
   pushcontent?: string;
   payload?: string;
   ext?: string;
+  /** Team messages: accids (a JSON array string, at most 100) that get a push even when muted. */
+  forcepushlist?: string;
+  forcepushcontent?: string;
 }
 
 export interface NimSendMessageResult {

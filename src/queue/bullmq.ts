@@ -109,6 +109,8 @@ export class BullMqQueue implements ReplyQueue {
   private readonly logger: Pick<Logger, "error" | "warn">;
   private worker: Worker<ReplyJobData> | undefined;
   private stopping: Promise<void> | undefined;
+  /** Fired at stop(): running handlers hand their work back instead of holding Worker.close. */
+  private readonly shutdown = new AbortController();
 
   constructor(private readonly options: BullMqQueueOptions) {
     if ((options.redisUrl === undefined) === (options.connection === undefined)) {
@@ -159,7 +161,7 @@ export class BullMqQueue implements ReplyQueue {
           // Not one of ours: retrying cannot make it valid.
           throw new UnrecoverableError(`reply job ${job.id} has no msgidServer`);
         }
-        await handler({ msgidServer });
+        await handler({ msgidServer }, this.shutdown.signal);
       },
       {
         connection: this.connection,
@@ -241,6 +243,7 @@ export class BullMqQueue implements ReplyQueue {
   }
 
   private async close(force: boolean): Promise<void> {
+    this.shutdown.abort(new Error("queue stopped"));
     try {
       // Worker.close waits for the running jobs and fetches nothing new meanwhile.
       await this.worker?.close(force);

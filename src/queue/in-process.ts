@@ -20,6 +20,7 @@ export class InProcessQueue implements ReplyQueue {
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private handler: ReplyJobHandler | undefined;
   private stopped = false;
+  private shutdown = new AbortController();
 
   constructor(private readonly options: InProcessQueueOptions) {}
 
@@ -33,6 +34,7 @@ export class InProcessQueue implements ReplyQueue {
   start(handler: ReplyJobHandler): void {
     this.handler = handler;
     this.stopped = false;
+    if (this.shutdown.signal.aborted) this.shutdown = new AbortController();
     this.pump();
   }
 
@@ -41,6 +43,7 @@ export class InProcessQueue implements ReplyQueue {
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
     this.waiting.length = 0;
+    this.shutdown.abort(new Error("queue stopped"));
     await Promise.allSettled([...this.running]);
   }
 
@@ -53,7 +56,7 @@ export class InProcessQueue implements ReplyQueue {
     if (!handler || this.stopped) return;
     while (this.running.size < this.options.concurrency && this.waiting.length > 0) {
       const entry = this.waiting.shift()!;
-      const run: Promise<void> = handler(entry.job)
+      const run: Promise<void> = handler(entry.job, this.shutdown.signal)
         .then(() => {
           this.known.delete(entry.job.msgidServer);
         })

@@ -8,40 +8,30 @@
  *
  * @module
  */
+import type { BotStreamBody } from "../client/bot-stream-body.ts";
 import { NIM_BODY_LIMIT, NIM_PUSHCONTENT_LIMIT, type NimMessageOption } from "../nim/types.ts";
 import { cutPrefixWithinBudget, graphemeClusters, MINIMUM_TEXT_BUDGET } from "./text-units.ts";
 
+/** How a reply ended (the final message's `status`); one definition for every transport. */
+export type { ReplyStatus } from "./transport/types.ts";
 export { NIM_BODY_LIMIT, NIM_PUSHCONTENT_LIMIT };
 
-/** How a reply ended (the final message's `status`). */
-export type ReplyStatus = "ok" | "error" | "blocked" | "limited";
+import type { ReplyStatus } from "./transport/types.ts";
 
-/** A streamed piece of the answer. Key order is the contract's. */
-export interface SegmentBody {
-  kind: "bot_stream";
-  stream_id: string;
-  reply_to: string;
-  seq: number;
-  delta: string;
+/**
+ * A streamed piece of the answer: the wire shape is defined once, in the browser-safe client module
+ * (`BotStreamBody`), and narrowed here. Key order is the contract's (the builders below fix it).
+ */
+export type SegmentBody = Required<Pick<BotStreamBody, "kind" | "stream_id" | "reply_to" | "seq" | "delta">> & {
   done: false;
-}
+};
 
 /**
  * The final message, or one final part of a long reply. `part`/`parts` are present only when the
  * reply is split; then only the last part has `done: true`.
  */
-export interface FinalBody {
-  kind: "bot_stream";
-  stream_id: string;
-  reply_to: string;
-  seq: number;
-  delta: "";
-  done: boolean;
-  status: ReplyStatus;
-  part?: number;
-  parts?: number;
-  text: string;
-}
+export type FinalBody = Required<Pick<BotStreamBody, "kind" | "stream_id" | "reply_to" | "seq" | "done" | "text">> &
+  Pick<BotStreamBody, "part" | "parts"> & { delta: ""; status: ReplyStatus };
 
 export interface SegmentBodyInput {
   streamId: string;
@@ -247,3 +237,6 @@ export const blockedText = "抱歉，这个问题我无法回答。\nSorry, I ca
 
 /** The confirmation of `/reset` (or `重置`). */
 export const resetConfirmationText = "好的，我们重新开始吧。\nOK, let's start over: the conversation has been cleared.";
+
+/** The answer to /stop when no reply of that conversation was running. */
+export const nothingToStopText = "现在没有正在生成的回复。\nThere is no reply in progress to stop.";

@@ -19,3 +19,21 @@ export interface ReplyObserver {
   /** The reply ended: ok, error, blocked, limited, or failed (could not be delivered). */
   finished?(replyTo: string, status: string): void;
 }
+
+/** One observer that calls each of `observers` in turn (metrics, tests). */
+export function combineObservers(...observers: Array<ReplyObserver | undefined>): ReplyObserver {
+  const present = observers.filter((observer): observer is ReplyObserver => observer !== undefined);
+  const call =
+    <K extends keyof ReplyObserver>(name: K) =>
+    (...args: Parameters<NonNullable<ReplyObserver[K]>>) => {
+      for (const observer of present) (observer[name] as ((...values: unknown[]) => void) | undefined)?.(...args);
+    };
+  return {
+    started: call("started"),
+    firstToken: call("firstToken"),
+    firstSegment: call("firstSegment"),
+    sent: call("sent"),
+    generatorError: call("generatorError"),
+    finished: call("finished"),
+  };
+}

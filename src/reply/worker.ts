@@ -45,10 +45,9 @@ export function createReplyWorker(options: ReplyWorkerOptions): ReplyWorker {
     return unfinished.length;
   }
   async function sweep(): Promise<void> {
-    const current = now();
-    for (const message of await options.repositories.inbox.unfinished()) {
-      const unowned = message.lease_owner === null || (message.lease_until ?? 0) < current;
-      if (unowned) await options.queue.enqueue({ msgidServer: message.msgid_server });
+    // Unowned by the database's clock, and first in line in their conversation.
+    for (const message of await options.repositories.inbox.unclaimed()) {
+      await options.queue.enqueue({ msgidServer: message.msgid_server });
     }
   }
   let sweeper: NodeJS.Timeout | undefined;
@@ -68,6 +67,7 @@ export function createReplyWorker(options: ReplyWorkerOptions): ReplyWorker {
     },
     async stop() {
       if (sweeper) clearInterval(sweeper);
+      // The queue fires its handlers' signal: running replies hand their leases back at once.
       await options.queue.stop();
     },
   };

@@ -20,7 +20,16 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export async function openDatabase(url: string): Promise<Database> {
+export interface OpenDatabaseOptions {
+  /**
+   * Called with errors that belong to no query (an idle PostgreSQL client whose server went
+   * away). Without a listener, pg's pool re-emits them as an 'error' event nobody handles, which
+   * ends the process; with it the pool drops the client and the next query reconnects.
+   */
+  onBackgroundError?: (error: Error) => void;
+}
+
+export async function openDatabase(url: string, options: OpenDatabaseOptions = {}): Promise<Database> {
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length) || ":memory:";
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -34,7 +43,10 @@ export async function openDatabase(url: string): Promise<Database> {
     return { kysely, dialect: "sqlite", close: () => kysely.destroy() };
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
-    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    // A short connect timeout: while PostgreSQL is down a callback must get its 503 well inside
+    // NIM's 5 s instead of waiting for a connection that will not come.
+    const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 2_000 });
+    pool.on("error", (error) => options.onBackgroundError?.(error));
     const kysely = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
     await migrateToLatest(kysely as Kysely<unknown>, "postgres");
     return { kysely, dialect: "postgres", close: () => kysely.destroy() };

@@ -121,6 +121,103 @@ const migrations = (dialect: Dialect): Record<string, Migration> => ({
       await database.schema.alterTable("inbox").dropColumn("antispam").execute();
     },
   },
+  /**
+   * Conversations (reply core, second design): every inbox row, reply and history turn carries its
+   * conversation; replies get a durable plan and a transport state; outbox rows keep `done`, the
+   * delta and the delivery options as columns; PostgreSQL ids become 64-bit like SQLite's.
+   * Existing rows are all P2P (the first version had no teams): their conversation is
+   * `p2p:<bot>:<user>`, the bot being the inbox row's `to_accid`.
+   */
+  "0003_conversations": {
+    async up(database: Kysely<unknown>) {
+      await database.schema
+        .alterTable("inbox")
+        .addColumn("conversation_id", "text", (column) => column.notNull().defaultTo(""))
+        .execute();
+      for (const [name, type, fallback] of [
+        ["bot_accid", "text", ""],
+        ["scope", "text", "p2p"],
+        ["message_type", "text", "text"],
+      ] as const) {
+        await database.schema
+          .alterTable("inbox")
+          .addColumn(name, type, (column) => column.notNull().defaultTo(fallback))
+          .execute();
+      }
+      await database.schema.alterTable("inbox").addColumn("team_id", "text").execute();
+      await database.schema.alterTable("inbox").addColumn("msgid_client", "text").execute();
+      await database.schema.alterTable("inbox").addColumn("payload", "text").execute();
+      await database.schema
+        .alterTable("inbox")
+        .addColumn("recalled", "integer", (column) => column.notNull().defaultTo(0))
+        .execute();
+      await sql`update inbox set bot_accid = to_accid, conversation_id = 'p2p:' || to_accid || ':' || from_accid`.execute(
+        database,
+      );
+      await database.schema
+        .createIndex("inbox_conversation")
+        .on("inbox")
+        .columns(["conversation_id", "status", "msg_timestamp", "msgid_server"])
+        .execute();
+
+      await database.schema
+        .alterTable("replies")
+        .addColumn("conversation_id", "text", (column) => column.notNull().defaultTo(""))
+        .execute();
+      await database.schema.alterTable("replies").addColumn("plan", "text").execute();
+      await database.schema.alterTable("replies").addColumn("transport_state", "text").execute();
+      await sql`update replies set conversation_id = coalesce((select inbox.conversation_id from inbox where inbox.msgid_server = replies.reply_to), '')`.execute(
+        database,
+      );
+
+      await database.schema
+        .alterTable("outbox")
+        .addColumn("delta", "text", (column) => column.notNull().defaultTo(""))
+        .execute();
+      await database.schema
+        .alterTable("outbox")
+        .addColumn("done", "integer", (column) => column.notNull().defaultTo(0))
+        .execute();
+      await database.schema.alterTable("outbox").addColumn("options", "text").execute();
+      // The first version kept `done` only inside the body; read it out once here.
+      await sql`update outbox set done = 1 where kind = 'final' and body like '%"done":true%'`.execute(database);
+
+      await database.schema
+        .alterTable("messages")
+        .addColumn("conversation_id", "text", (column) => column.notNull().defaultTo(""))
+        .execute();
+      await sql`update messages set conversation_id = coalesce((select inbox.conversation_id from inbox where inbox.msgid_server = messages.reply_to), '')`.execute(
+        database,
+      );
+      await database.schema
+        .createIndex("messages_conversation")
+        .on("messages")
+        .columns(["conversation_id", "id"])
+        .execute();
+
+      await database.schema
+        .createTable("conversation_contexts")
+        .addColumn("conversation_id", "text", (column) => column.primaryKey())
+        .addColumn("context_start_message_id", "bigint", (column) => column.notNull())
+        .addColumn("updated_at", "bigint", (column) => column.notNull())
+        .execute();
+      await sql`insert into conversation_contexts (conversation_id, context_start_message_id, updated_at)
+        select distinct messages.conversation_id, conversations.context_start_message_id, conversations.updated_at
+        from conversations join messages on messages.user_accid = conversations.user_accid
+        where messages.conversation_id <> ''`.execute(database);
+      await database.schema.dropTable("conversations").execute();
+
+      await database.schema.createIndex("audit_events_at").on("audit_events").column("at").execute();
+      if (dialect === "postgres") {
+        // SQLite's integer keys are 64-bit already; PostgreSQL's identity columns were 32-bit.
+        await sql`alter table messages alter column id type bigint`.execute(database);
+        await sql`alter table audit_events alter column id type bigint`.execute(database);
+      }
+    },
+    async down() {
+      throw new Error("0003_conversations cannot be undone: restore a backup instead");
+    },
+  },
 });
 
 class StaticMigrationProvider implements MigrationProvider {
@@ -130,7 +227,10 @@ class StaticMigrationProvider implements MigrationProvider {
   }
 }
 
-export async function migrateToLatest(database: Kysely<unknown>, dialect: Dialect): Promise<void> {
+/**
+ * Runs every migration not yet applied, or (tests of a migration) only up to `target`.
+ */
+export async function migrateToLatest(database: Kysely<unknown>, dialect: Dialect, target?: string): Promise<void> {
   // On PostgreSQL the migration bookkeeping lives in the connection's current schema, so a
   // deployment (or a test) that sets search_path gets its own tables, not public's.
   let migrationTableSchema: string | undefined;
@@ -143,7 +243,7 @@ export async function migrateToLatest(database: Kysely<unknown>, dialect: Dialec
     provider: new StaticMigrationProvider(dialect),
     ...(migrationTableSchema ? { migrationTableSchema } : {}),
   });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = target ? await migrator.migrateTo(target) : await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((result) => result.status === "Error");
     throw new Error(`Database migration ${failed?.migrationName ?? ""} failed: ${String(error)}`, { cause: error });

@@ -55,43 +55,85 @@ for (const backend of backends) {
       expect(audit).toHaveLength(1);
     });
 
-    it("lets one worker at a time hold a message and hands it over when the lease runs out", async () => {
+    it("lets one worker at a time hold a message, by the database's clock", async () => {
       await repositories.inbox.accept({
         msgidServer: "lease-1",
-        fromAccid: "u_a",
+        fromAccid: "u_lease",
         toAccid: "bot",
         text: "x",
         msgTimestamp: 1,
         now: 0,
       });
-      expect(await repositories.inbox.claim("lease-1", "worker-a", 100, 1100)).toBe(true);
-      expect(await repositories.inbox.claim("lease-1", "worker-b", 200, 1200)).toBe(false);
-      expect(await repositories.inbox.claim("lease-1", "worker-b", 1101, 2101)).toBe(true);
-      expect(await repositories.inbox.renewLease("lease-1", "worker-a", 5000)).toBe(false);
+      const claimed = await repositories.inbox.claim("lease-1", "worker-a", 60_000);
+      expect(claimed).toMatchObject({ status: "processing", lease_owner: "worker-a", attempts: 1 });
+      // lease_until is the database's now + the lease, whatever this host's clock says.
+      expect(Math.abs((claimed?.lease_until ?? 0) - 60_000 - Date.now())).toBeLessThan(60_000);
+      expect(await repositories.inbox.claim("lease-1", "worker-b", 60_000)).toBeUndefined();
+      expect(await repositories.inbox.renewLease("lease-1", "worker-a", -1)).toBe(true); // expired now
+      expect(await repositories.inbox.claim("lease-1", "worker-b", 60_000)).toMatchObject({ attempts: 2 });
+      expect(await repositories.inbox.renewLease("lease-1", "worker-a", 60_000)).toBe(false);
+      await repositories.inbox.release("lease-1", "worker-b", 5, { refundAttempt: true });
+      expect(await repositories.inbox.get("lease-1")).toMatchObject({ lease_owner: null, attempts: 1 });
       await repositories.inbox.finish("lease-1", "done", 3000);
-      expect(await repositories.inbox.claim("lease-1", "worker-c", 9000, 9100)).toBe(false);
+      expect(await repositories.inbox.claim("lease-1", "worker-c", 60_000)).toBeUndefined();
       expect((await repositories.inbox.unfinished()).map((row) => row.msgid_server)).not.toContain("lease-1");
     });
 
-    it("commits outbox messages only at the reply's next seq", async () => {
-      const reply = await repositories.replies.getOrCreate("reply-1", "stream-1", "u_a", 0);
+    it("answers one message at a time per conversation, in NIM's order", async () => {
+      const base = { fromAccid: "u_order", toAccid: "bot", text: "x", now: 0 };
+      // Arrival order differs from NIM's stamps on purpose; equal stamps fall back to msgidServer.
+      await repositories.inbox.accept({ ...base, msgidServer: "o-3", msgTimestamp: 300 });
+      await repositories.inbox.accept({ ...base, msgidServer: "o-2b", msgTimestamp: 200 });
+      await repositories.inbox.accept({ ...base, msgidServer: "o-2a", msgTimestamp: 200 });
+      await repositories.inbox.accept({ ...base, fromAccid: "u_else", msgidServer: "o-x", msgTimestamp: 900 });
+      expect(await repositories.inbox.claim("o-3", "w", 60_000)).toBeUndefined();
+      expect(await repositories.inbox.claim("o-2b", "w", 60_000)).toBeUndefined();
+      expect(await repositories.inbox.claim("o-x", "w", 60_000)).toBeDefined(); // another conversation
+      expect(
+        (await repositories.inbox.unclaimed())
+          .filter((row) => row.from_accid === "u_order")
+          .map((row) => row.msgid_server),
+      ).toEqual(["o-2a"]);
+      expect(await repositories.inbox.claim("o-2a", "w", 60_000)).toBeDefined();
+      // While o-2a is answered nothing else of the conversation is in line or claimable.
+      expect(
+        (await repositories.inbox.unclaimed())
+          .filter((row) => row.from_accid === "u_order")
+          .map((row) => row.msgid_server),
+      ).toEqual([]);
+      await repositories.inbox.finish("o-2a", "done", 1);
+      expect((await repositories.inbox.nextInConversation("p2p:bot:u_order"))?.msgid_server).toBe("o-2b");
+      // A late message stamped before one that is being answered still waits for it.
+      expect(await repositories.inbox.claim("o-2b", "w2", 60_000)).toBeDefined();
+      await repositories.inbox.accept({ ...base, msgidServer: "o-1", msgTimestamp: 100 });
+      expect(await repositories.inbox.claim("o-1", "w3", 60_000)).toBeUndefined();
+    });
+
+    it("commits outbox messages only at the reply's next seq and keeps the plan first written", async () => {
+      const create = (streamId: string, plan: string) =>
+        repositories.replies.getOrCreate(
+          { replyTo: "reply-1", streamId, userAccid: "u_a", conversationId: "p2p:bot:u_a", plan },
+          0,
+        );
+      const reply = await create("stream-1", '{"action":"answer"}');
       expect(reply.next_seq).toBe(0);
-      const again = await repositories.replies.getOrCreate("reply-1", "stream-other", "u_a", 0);
+      const again = await create("stream-other", '{"action":"skip","reason":"x"}');
       expect(again.stream_id).toBe("stream-1");
+      expect(again.plan).toBe('{"action":"answer"}');
       const target = { replyTo: "reply-1", streamId: "stream-1" };
-      expect(
-        await repositories.replies.commitOutbox(target, [{ seq: 0, body: "{}", kind: "segment", appendText: "你" }], 1),
-      ).toBe(true);
-      expect(
-        await repositories.replies.commitOutbox(target, [{ seq: 0, body: "{}", kind: "segment", appendText: "X" }], 2),
-      ).toBe(false);
+      const row = (seq: number, kind: "segment" | "final", delta: string, done = false) => ({
+        seq,
+        kind,
+        body: "{}",
+        delta,
+        done,
+      });
+      expect(await repositories.replies.commitOutbox(target, [row(0, "segment", "你")], 1)).toBe(true);
+      expect(await repositories.replies.commitOutbox(target, [row(0, "segment", "X")], 2)).toBe(false);
       expect(
         await repositories.replies.commitOutbox(
           target,
-          [
-            { seq: 1, body: "{}", kind: "final", appendText: "好" },
-            { seq: 2, body: "{}", kind: "final", appendText: "" },
-          ],
+          [row(1, "segment", "好"), { ...row(2, "final", "", true), options: '{"o":1}' }],
           3,
           "ok",
         ),
@@ -99,40 +141,105 @@ for (const backend of backends) {
       const stored = await repositories.replies.get("reply-1");
       expect(stored).toMatchObject({ text: "你好", next_seq: 3, state: "finished", final_status: "ok" });
       await repositories.replies.markSent("stream-1", 0, "123", 4);
+      await repositories.replies.setTransportState("reply-1", '{"k":"v"}', 5);
+      expect((await repositories.replies.get("reply-1"))?.transport_state).toBe('{"k":"v"}');
       const outbox = await repositories.replies.outbox("stream-1");
-      expect(outbox.map((row) => [row.seq, row.state])).toEqual([
-        [0, "sent"],
-        [1, "pending"],
-        [2, "pending"],
+      expect(outbox.map((entry) => [entry.seq, entry.state, entry.delta, entry.done, entry.options])).toEqual([
+        [0, "sent", "你", 0, null],
+        [1, "pending", "好", 0, null],
+        [2, "pending", "", 1, '{"o":1}'],
       ]);
     });
 
-    it("keeps conversation history within the turn and character budget and resets it", async () => {
+    it("keeps conversation history per conversation within the turn and character budget and resets it", async () => {
       const conversations = repositories.conversations;
+      const id = "p2p:bot:u_h";
       for (let index = 0; index < 6; index += 1) {
         await conversations.append(
-          { userAccid: "u_h", role: index % 2 ? "assistant" : "user", content: `m${index}`, replyTo: `r${index}` },
+          {
+            conversationId: id,
+            userAccid: "u_h",
+            role: index % 2 ? "assistant" : "user",
+            content: `m${index}`,
+            replyTo: `r${index}`,
+          },
           index,
         );
       }
-      await conversations.append({ userAccid: "u_other", role: "user", content: "other", replyTo: "o1" }, 7);
-      expect(await conversations.recent("u_h", 4, 1000)).toEqual([
+      const other = "p2p:other_bot:u_h";
+      await conversations.append(
+        { conversationId: other, userAccid: "u_h", role: "user", content: "other", replyTo: "o1" },
+        7,
+      );
+      expect(await conversations.recent(id, 4, 1000)).toEqual([
         { role: "user", content: "m2" },
         { role: "assistant", content: "m3" },
         { role: "user", content: "m4" },
         { role: "assistant", content: "m5" },
       ]);
-      expect(await conversations.recent("u_h", 10, 4)).toEqual([
+      expect(await conversations.recent(id, 10, 4)).toEqual([
         { role: "user", content: "m4" },
         { role: "assistant", content: "m5" },
       ]);
-      expect(await conversations.recent("u_h", 10, 1000, "r5")).toHaveLength(5);
-      expect(await conversations.has("u_h", "r1", "assistant")).toBe(true);
-      await conversations.reset("u_h", 8);
-      expect(await conversations.recent("u_h", 10, 1000)).toEqual([]);
-      await conversations.append({ userAccid: "u_h", role: "user", content: "after", replyTo: "r9" }, 9);
-      expect(await conversations.recent("u_h", 10, 1000)).toEqual([{ role: "user", content: "after" }]);
-      expect(await conversations.recent("u_other", 10, 1000)).toEqual([{ role: "user", content: "other" }]);
+      expect(await conversations.recent(id, 10, 1000, "r5")).toHaveLength(5);
+      expect(await conversations.has(id, "r1", "assistant")).toBe(true);
+      expect(await conversations.has(other, "r1", "assistant")).toBe(false);
+      await conversations.reset(id, 8);
+      expect(await conversations.recent(id, 10, 1000)).toEqual([]);
+      await conversations.append(
+        { conversationId: id, userAccid: "u_h", role: "user", content: "after", replyTo: "r9" },
+        9,
+      );
+      expect(await conversations.recent(id, 10, 1000)).toEqual([{ role: "user", content: "after" }]);
+      expect(await conversations.recent(other, 10, 1000)).toEqual([{ role: "user", content: "other" }]);
+    });
+
+    it("deletes finished exchanges and audit rows older than the retention cutoff, nothing else", async () => {
+      const base = { fromAccid: "u_ret", toAccid: "bot", text: "x", msgTimestamp: 1 };
+      await repositories.inbox.accept({ ...base, msgidServer: "ret-old", now: 10 });
+      await repositories.inbox.accept({ ...base, msgidServer: "ret-open", now: 10 });
+      await repositories.inbox.finish("ret-old", "done", 20);
+      const reply = await repositories.replies.getOrCreate(
+        { replyTo: "ret-old", streamId: "ret-stream", userAccid: "u_ret", conversationId: "p2p:bot:u_ret", plan: "{}" },
+        20,
+      );
+      await repositories.replies.commitOutbox(
+        { replyTo: "ret-old", streamId: reply.stream_id },
+        [{ seq: 0, kind: "final", body: "{}", delta: "", done: true }],
+        20,
+        "ok",
+      );
+      await repositories.audit.record("recent", null, null, 10_000_000);
+      const deleted = await repositories.retention.purgeBefore(1_000_000);
+      expect(deleted.inbox).toBeGreaterThanOrEqual(1);
+      expect(deleted.replies).toBeGreaterThanOrEqual(1);
+      expect(deleted.outbox).toBeGreaterThanOrEqual(1);
+      expect(await repositories.inbox.get("ret-old")).toBeUndefined();
+      expect(await repositories.replies.get("ret-old")).toBeUndefined();
+      expect(await repositories.inbox.get("ret-open")).toBeDefined(); // unfinished work is never deleted
+      expect(await repositories.audit.list({ event: "recent" })).toHaveLength(1);
+    });
+
+    it("uses 64-bit ids for history and audit rows", async () => {
+      // A 32-bit integer column (PostgreSQL's before 0003) refuses this id as out of range.
+      const big = 2 ** 40;
+      await database.kysely
+        .insertInto("audit_events")
+        .values({ id: big, at: 1, event: "big", subject: null, detail: null })
+        .execute();
+      await database.kysely
+        .insertInto("messages")
+        .values({
+          id: big,
+          conversation_id: "c",
+          user_accid: "u",
+          role: "user",
+          content: "x",
+          reply_to: "r",
+          created_at: 1,
+        })
+        .execute();
+      expect((await repositories.audit.list({ event: "big" }))[0]?.id).toBe(big);
     });
 
     it("upserts accounts by site user and keeps accids unique", async () => {

@@ -2,15 +2,15 @@
  * The queries the service needs, one small object per table group. Everything that must be
  * atomic (accepting a callback, committing a segment to the outbox) is one transaction here.
  */
-import { type Selectable, sql } from "kysely";
+import { type ExpressionBuilder, type Selectable, sql } from "kysely";
 import type { Database } from "./database.ts";
 import { isUniqueViolation } from "./database.ts";
-import type { AccountTable, InboxTable, OutboxTable, ReplyTable } from "./schema.ts";
+import type { AccountTable, DatabaseSchema, InboxTable, OutboxTable, ReplyTable } from "./schema.ts";
 
 export type Account = AccountTable;
 export type InboxMessage = Selectable<InboxTable>;
-export type Reply = ReplyTable;
-export type OutboxMessage = OutboxTable;
+export type Reply = Selectable<ReplyTable>;
+export type OutboxMessage = Selectable<OutboxTable>;
 
 export interface ChatTurn {
   role: "user" | "assistant";
@@ -59,22 +59,39 @@ export class AccountRepository {
   }
 }
 
+/** What the callback route stores for a message a bot must answer. */
+export interface AcceptedMessage {
+  msgidServer: string;
+  fromAccid: string;
+  /** NIM's `to`: the bot (P2P) or the team id. */
+  toAccid: string;
+  text: string;
+  msgTimestamp: number;
+  now: number;
+  antispam?: boolean;
+  /** Defaults to the P2P conversation of `toAccid` and `fromAccid`. */
+  conversationId?: string;
+  botAccid?: string;
+  scope?: "p2p" | "team";
+  teamId?: string;
+  msgidClient?: string;
+  messageType?: string;
+  /** JSON of what else the reply needs (attachment, ext). */
+  payload?: string;
+}
+
 export class InboxRepository {
   constructor(private readonly database: Database) {}
 
   /**
-   * Store an accepted user→bot message. Returns false when this msgidServer is already known
-   * (NIM redelivered it, or the client resent it): the caller acknowledges without new work.
+   * Store an accepted message. Returns false when this msgidServer is already known (NIM
+   * redelivered it, or the client resent it): the caller acknowledges without new work.
+   * Throws when the database cannot store it: the route then answers 503 (never 200 or 500).
    */
-  async accept(message: {
-    msgidServer: string;
-    fromAccid: string;
-    toAccid: string;
-    text: string;
-    msgTimestamp: number;
-    now: number;
-    antispam?: boolean;
-  }): Promise<boolean> {
+  async accept(message: AcceptedMessage): Promise<boolean> {
+    const scope = message.scope ?? "p2p";
+    const botAccid = message.botAccid ?? message.toAccid;
+    const conversationId = message.conversationId ?? `p2p:${botAccid}:${message.fromAccid}`;
     try {
       await this.database.kysely.transaction().execute(async (transaction) => {
         await transaction
@@ -93,6 +110,13 @@ export class InboxRepository {
             error: null,
             updated_at: message.now,
             antispam: message.antispam ? 1 : 0,
+            conversation_id: conversationId,
+            bot_accid: botAccid,
+            scope,
+            team_id: message.teamId ?? null,
+            msgid_client: message.msgidClient ?? null,
+            message_type: message.messageType ?? "text",
+            payload: message.payload ?? null,
           })
           .execute();
         await transaction
@@ -101,7 +125,7 @@ export class InboxRepository {
             at: message.now,
             event: "callback.accepted",
             subject: message.msgidServer,
-            detail: JSON.stringify({ from: message.fromAccid }),
+            detail: JSON.stringify({ from: message.fromAccid, conversation: conversationId }),
           })
           .execute();
       });
@@ -126,44 +150,88 @@ export class InboxRepository {
       .selectFrom("inbox")
       .selectAll()
       .where("status", "in", ["accepted", "processing"])
-      .orderBy("received_at")
+      .orderBy("msg_timestamp")
+      .orderBy("msgid_server")
       .limit(limit)
       .execute();
   }
 
   /**
-   * Claim a message for this worker until `leaseUntil`. Succeeds when it is unclaimed, its lease
-   * ran out (its worker died), or this worker already holds it. One reply, one worker at a time.
+   * Unfinished messages nobody works on (never claimed, released, or whose lease ran out by the
+   * database's clock) and that are first in line in their conversation: what a sweep re-enqueues.
    */
-  async claim(msgidServer: string, owner: string, now: number, leaseUntil: number): Promise<boolean> {
+  async unclaimed(limit = 10_000): Promise<InboxMessage[]> {
+    const now = databaseNow(this.database);
+    return this.database.kysely
+      .selectFrom("inbox as candidate")
+      .selectAll()
+      .where("candidate.status", "in", ["accepted", "processing"])
+      .where((expression) =>
+        expression.or([expression("candidate.lease_owner", "is", null), expression("candidate.lease_until", "<", now)]),
+      )
+      .where(({ not, exists, selectFrom }) => not(exists(earlierUnfinished(selectFrom))))
+      .orderBy("candidate.msg_timestamp")
+      .orderBy("candidate.msgid_server")
+      .limit(limit)
+      .execute();
+  }
+
+  /**
+   * Claim a message for this worker for `leaseMs` by the database's clock (hosts' clocks may
+   * differ; the database's is the one every instance shares). Succeeds when it is unclaimed, its
+   * lease ran out (its worker died), or this worker already holds it, and when no earlier
+   * unfinished message of its conversation exists and no other message of it is being answered:
+   * one reply at a time per conversation, in (msg_timestamp, msgid_server) order. Counts an
+   * attempt. Returns the claimed row, or undefined.
+   */
+  async claim(msgidServer: string, owner: string, leaseMs: number): Promise<InboxMessage | undefined> {
+    const now = databaseNow(this.database);
     const result = await this.database.kysely
-      .updateTable("inbox")
+      .updateTable("inbox as candidate")
       .set({
         status: "processing",
         lease_owner: owner,
-        lease_until: leaseUntil,
+        lease_until: sql`${now} + ${leaseMs}`,
         attempts: sql`attempts + 1`,
         updated_at: now,
       })
-      .where("msgid_server", "=", msgidServer)
-      .where("status", "in", ["accepted", "processing"])
+      .where("candidate.msgid_server", "=", msgidServer)
+      .where("candidate.status", "in", ["accepted", "processing"])
       .where((expression) =>
         expression.or([
-          expression("lease_owner", "is", null),
-          expression("lease_until", "<", now),
-          expression("lease_owner", "=", owner),
+          expression("candidate.lease_owner", "is", null),
+          expression("candidate.lease_until", "<", now),
+          expression("candidate.lease_owner", "=", owner),
         ]),
       )
+      .where(({ not, exists, selectFrom }) => not(exists(earlierUnfinished(selectFrom))))
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("inbox as other")
+              .select("other.msgid_server")
+              .whereRef("other.conversation_id", "=", "candidate.conversation_id")
+              .whereRef("other.msgid_server", "!=", "candidate.msgid_server")
+              .where("other.status", "=", "processing")
+              .where("other.lease_owner", "is not", null)
+              .where("other.lease_until", ">=", now),
+          ),
+        ),
+      )
       .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    if (Number(result.numUpdatedRows) !== 1) return undefined;
+    return this.get(msgidServer);
   }
 
-  async renewLease(msgidServer: string, owner: string, leaseUntil: number): Promise<boolean> {
+  /** Extends this worker's lease by `leaseMs` from the database's now; false when it lost it. */
+  async renewLease(msgidServer: string, owner: string, leaseMs: number): Promise<boolean> {
+    const now = databaseNow(this.database);
     const result = await this.database.kysely
       .updateTable("inbox")
-      .set({ lease_until: leaseUntil })
+      .set({ lease_until: sql`${now} + ${leaseMs}` })
       .where("msgid_server", "=", msgidServer)
       .where("lease_owner", "=", owner)
+      .where("status", "=", "processing")
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
@@ -176,14 +244,46 @@ export class InboxRepository {
       .execute();
   }
 
-  /** Hand a message back (for example on shutdown) so another worker, or the next start, takes it. */
-  async release(msgidServer: string, owner: string, now: number) {
+  /**
+   * Hand a message back (shutdown, cancellation) so another worker, or the next start, takes it at
+   * once. `refundAttempt` gives back the attempt the claim counted: a clean hand-over is not a
+   * failure and must not bring a message closer to REPLY_MAX_ATTEMPTS.
+   */
+  async release(msgidServer: string, owner: string, now: number, options: { refundAttempt?: boolean } = {}) {
     await this.database.kysely
       .updateTable("inbox")
-      .set({ lease_owner: null, lease_until: null, updated_at: now })
+      .set({
+        lease_owner: null,
+        lease_until: null,
+        updated_at: now,
+        ...(options.refundAttempt ? { attempts: sql`case when attempts > 0 then attempts - 1 else 0 end` } : {}),
+      })
       .where("msgid_server", "=", msgidServer)
       .where("lease_owner", "=", owner)
       .execute();
+  }
+
+  /** The first unfinished message of a conversation (the next one to answer), if any. */
+  async nextInConversation(conversationId: string): Promise<InboxMessage | undefined> {
+    return this.database.kysely
+      .selectFrom("inbox")
+      .selectAll()
+      .where("conversation_id", "=", conversationId)
+      .where("status", "in", ["accepted", "processing"])
+      .orderBy("msg_timestamp")
+      .orderBy("msgid_server")
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  /** Marks a message recalled; returns the row (undefined when it is not ours). */
+  async markRecalled(msgidServer: string, now: number): Promise<InboxMessage | undefined> {
+    await this.database.kysely
+      .updateTable("inbox")
+      .set({ recalled: 1, updated_at: now })
+      .where("msgid_server", "=", msgidServer)
+      .execute();
+    return this.get(msgidServer);
   }
 
   async countByStatus(): Promise<Record<string, number>> {
@@ -196,6 +296,50 @@ export class InboxRepository {
   }
 }
 
+/** An unfinished message of the candidate's conversation that NIM stamped before it. */
+// biome-ignore lint/suspicious/noExplicitAny: Kysely's selectFrom of an aliased self-join is not nameable here.
+function earlierUnfinished(selectFrom: any) {
+  return selectFrom("inbox as earlier")
+    .select("earlier.msgid_server")
+    .whereRef("earlier.conversation_id", "=", "candidate.conversation_id")
+    .where("earlier.status", "in", ["accepted", "processing"])
+    .where(
+      (
+        expression: ExpressionBuilder<
+          DatabaseSchema & { earlier: InboxTable; candidate: InboxTable },
+          "earlier" | "candidate"
+        >,
+      ) =>
+        expression.or([
+          expression("earlier.msg_timestamp", "<", expression.ref("candidate.msg_timestamp")),
+          expression.and([
+            expression("earlier.msg_timestamp", "=", expression.ref("candidate.msg_timestamp")),
+            expression("earlier.msgid_server", "<", expression.ref("candidate.msgid_server")),
+          ]),
+        ]),
+    );
+}
+
+/**
+ * The database's current time in epoch milliseconds, as an SQL expression: every instance's
+ * leases are compared with one clock, whatever the hosts' clocks say.
+ */
+export function databaseNow(database: Database) {
+  return database.dialect === "postgres"
+    ? sql<number>`(floor(extract(epoch from clock_timestamp()) * 1000))::bigint`
+    : sql<number>`cast((julianday('now') - 2440587.5) * 86400000 as integer)`;
+}
+
+/** The committed decision for a reply; see reply/plan.ts for its meaning. */
+export interface OutboxRow {
+  seq: number;
+  kind: "segment" | "final";
+  body: string;
+  delta: string;
+  done: boolean;
+  options?: string;
+}
+
 export class ReplyRepository {
   constructor(private readonly database: Database) {}
 
@@ -203,14 +347,23 @@ export class ReplyRepository {
     return this.database.kysely.selectFrom("replies").selectAll().where("reply_to", "=", replyTo).executeTakeFirst();
   }
 
-  /** Create the reply row once; a second call (a resumed worker) returns the existing one. */
-  async getOrCreate(replyTo: string, streamId: string, userAccid: string, now: number): Promise<Reply> {
+  /**
+   * Create the reply row once, with its plan; a second call (a resumed worker) returns the
+   * existing row and its plan unchanged. A row from the first version (no plan) gets this plan.
+   */
+  async getOrCreate(
+    input: { replyTo: string; streamId: string; userAccid: string; conversationId: string; plan: string },
+    now: number,
+  ): Promise<Reply> {
     await this.database.kysely
       .insertInto("replies")
       .values({
-        reply_to: replyTo,
-        stream_id: streamId,
-        user_accid: userAccid,
+        reply_to: input.replyTo,
+        stream_id: input.streamId,
+        user_accid: input.userAccid,
+        conversation_id: input.conversationId,
+        plan: input.plan,
+        transport_state: null,
         state: "streaming",
         final_status: null,
         text: "",
@@ -220,8 +373,14 @@ export class ReplyRepository {
       })
       .onConflict((conflict) => conflict.column("reply_to").doNothing())
       .execute();
-    const reply = await this.get(replyTo);
-    if (!reply) throw new Error(`reply ${replyTo} vanished after insert`);
+    await this.database.kysely
+      .updateTable("replies")
+      .set({ plan: input.plan })
+      .where("reply_to", "=", input.replyTo)
+      .where("plan", "is", null)
+      .execute();
+    const reply = await this.get(input.replyTo);
+    if (!reply) throw new Error(`reply ${input.replyTo} vanished after insert`);
     return reply;
   }
 
@@ -233,14 +392,14 @@ export class ReplyRepository {
    */
   async commitOutbox(
     reply: { replyTo: string; streamId: string },
-    messages: Array<{ seq: number; body: string; kind: "segment" | "final"; appendText: string }>,
+    messages: OutboxRow[],
     now: number,
     finalStatus?: string,
   ): Promise<boolean> {
     const first = messages[0];
     const last = messages[messages.length - 1];
     if (!first || !last) return true;
-    const appended = messages.map((message) => message.appendText).join("");
+    const appended = messages.map((message) => message.delta).join("");
     return this.database.kysely.transaction().execute(async (transaction) => {
       const updated = await transaction
         .updateTable("replies")
@@ -262,6 +421,9 @@ export class ReplyRepository {
             seq: message.seq,
             body: message.body,
             kind: message.kind,
+            delta: message.delta,
+            done: message.done ? 1 : 0,
+            options: message.options ?? null,
             state: "pending" as const,
             nim_msgid: null,
             created_at: now,
@@ -271,6 +433,14 @@ export class ReplyRepository {
         .execute();
       return true;
     });
+  }
+
+  async setTransportState(replyTo: string, state: string, now: number) {
+    await this.database.kysely
+      .updateTable("replies")
+      .set({ transport_state: state, updated_at: now })
+      .where("reply_to", "=", replyTo)
+      .execute();
   }
 
   async markSent(streamId: string, seq: number, nimMsgid: string | null, now: number) {
@@ -304,10 +474,14 @@ export class ReplyRepository {
 export class ConversationRepository {
   constructor(private readonly database: Database) {}
 
-  async append(turn: { userAccid: string; role: "user" | "assistant"; content: string; replyTo: string }, now: number) {
+  async append(
+    turn: { conversationId: string; userAccid: string; role: "user" | "assistant"; content: string; replyTo: string },
+    now: number,
+  ) {
     await this.database.kysely
       .insertInto("messages")
       .values({
+        conversation_id: turn.conversationId,
         user_accid: turn.userAccid,
         role: turn.role,
         content: turn.content,
@@ -318,11 +492,11 @@ export class ConversationRepository {
   }
 
   /** True when this turn was already recorded (a resumed reply must not record it twice). */
-  async has(userAccid: string, replyTo: string, role: "user" | "assistant"): Promise<boolean> {
+  async has(conversationId: string, replyTo: string, role: "user" | "assistant"): Promise<boolean> {
     const row = await this.database.kysely
       .selectFrom("messages")
       .select("id")
-      .where("user_accid", "=", userAccid)
+      .where("conversation_id", "=", conversationId)
       .where("reply_to", "=", replyTo)
       .where("role", "=", role)
       .executeTakeFirst();
@@ -333,17 +507,17 @@ export class ConversationRepository {
    * The most recent turns of the current context, oldest first, at most `maxTurns` messages and
    * `maxCharacters` characters in total (the newest are kept), excluding the turn being answered.
    */
-  async recent(userAccid: string, maxTurns: number, maxCharacters: number, excludeReplyTo?: string) {
+  async recent(conversationId: string, maxTurns: number, maxCharacters: number, excludeReplyTo?: string) {
     if (maxTurns === 0) return [];
     const start = await this.database.kysely
-      .selectFrom("conversations")
+      .selectFrom("conversation_contexts")
       .select("context_start_message_id")
-      .where("user_accid", "=", userAccid)
+      .where("conversation_id", "=", conversationId)
       .executeTakeFirst();
     let query = this.database.kysely
       .selectFrom("messages")
       .select(["role", "content"])
-      .where("user_accid", "=", userAccid)
+      .where("conversation_id", "=", conversationId)
       .where("id", ">", start?.context_start_message_id ?? 0);
     if (excludeReplyTo) query = query.where("reply_to", "!=", excludeReplyTo);
     const rows = await query.orderBy("id", "desc").limit(maxTurns).execute();
@@ -358,17 +532,17 @@ export class ConversationRepository {
   }
 
   /** Start a new context: nothing said so far is given to the generator again. */
-  async reset(userAccid: string, now: number) {
+  async reset(conversationId: string, now: number) {
     const row = await this.database.kysely
       .selectFrom("messages")
       .select((expression) => expression.fn.max("id").as("maximum"))
       .executeTakeFirst();
     const maximum = Number(row?.maximum ?? 0);
     await this.database.kysely
-      .insertInto("conversations")
-      .values({ user_accid: userAccid, context_start_message_id: maximum, updated_at: now })
+      .insertInto("conversation_contexts")
+      .values({ conversation_id: conversationId, context_start_message_id: maximum, updated_at: now })
       .onConflict((conflict) =>
-        conflict.column("user_accid").doUpdateSet({ context_start_message_id: maximum, updated_at: now }),
+        conflict.column("conversation_id").doUpdateSet({ context_start_message_id: maximum, updated_at: now }),
       )
       .execute();
   }
@@ -384,11 +558,59 @@ export class AuditRepository {
       .execute();
   }
 
+  /** Deletes audit rows older than `cutoff` (epoch ms); returns how many. */
+  async purgeBefore(cutoff: number): Promise<number> {
+    const result = await this.database.kysely.deleteFrom("audit_events").where("at", "<", cutoff).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   async list(filter: { event?: string; subject?: string } = {}) {
     let query = this.database.kysely.selectFrom("audit_events").selectAll();
     if (filter.event) query = query.where("event", "=", filter.event);
     if (filter.subject) query = query.where("subject", "=", filter.subject);
     return query.orderBy("id").execute();
+  }
+}
+
+/**
+ * RETENTION_DAYS: what a finished exchange leaves behind (inbox row, reply row, outbox bodies) and
+ * audit rows are deleted after that long. Conversation history (messages) is the bot's memory and
+ * is kept; /reset and the history budget bound what the generator sees.
+ */
+export class RetentionRepository {
+  constructor(private readonly database: Database) {}
+
+  async purgeBefore(cutoff: number): Promise<{ inbox: number; replies: number; outbox: number; audit: number }> {
+    const kysely = this.database.kysely;
+    return kysely.transaction().execute(async (transaction) => {
+      const outbox = await transaction
+        .deleteFrom("outbox")
+        .where("stream_id", "in", (query) =>
+          query
+            .selectFrom("replies")
+            .select("stream_id")
+            .where("state", "=", "finished")
+            .where("updated_at", "<", cutoff),
+        )
+        .executeTakeFirst();
+      const replies = await transaction
+        .deleteFrom("replies")
+        .where("state", "=", "finished")
+        .where("updated_at", "<", cutoff)
+        .executeTakeFirst();
+      const inbox = await transaction
+        .deleteFrom("inbox")
+        .where("status", "in", ["done", "failed"])
+        .where("updated_at", "<", cutoff)
+        .executeTakeFirst();
+      const audit = await transaction.deleteFrom("audit_events").where("at", "<", cutoff).executeTakeFirst();
+      return {
+        inbox: Number(inbox.numDeletedRows),
+        replies: Number(replies.numDeletedRows),
+        outbox: Number(outbox.numDeletedRows),
+        audit: Number(audit.numDeletedRows),
+      };
+    });
   }
 }
 
@@ -398,6 +620,7 @@ export interface Repositories {
   replies: ReplyRepository;
   conversations: ConversationRepository;
   audit: AuditRepository;
+  retention: RetentionRepository;
 }
 
 export function createRepositories(database: Database): Repositories {
@@ -407,5 +630,6 @@ export function createRepositories(database: Database): Repositories {
     replies: new ReplyRepository(database),
     conversations: new ConversationRepository(database),
     audit: new AuditRepository(database),
+    retention: new RetentionRepository(database),
   };
 }

@@ -35,6 +35,25 @@ export interface InboxTable {
   updated_at: number;
   /** 1 when NIM flagged the inbound message (`antispam: "true"` in the copy). */
   antispam: Generated<number>;
+  /**
+   * The conversation this message belongs to (see reply/conversation.ts): replies of one
+   * conversation are produced one at a time, in (msg_timestamp, msgid_server) order.
+   */
+  conversation_id: Generated<string>;
+  /** The bot account addressed (for P2P the same as to_accid; for a team the bot that was @-ed). */
+  bot_accid: Generated<string>;
+  /** p2p | team */
+  scope: Generated<string>;
+  /** Team id for team messages, else null. */
+  team_id: string | null;
+  /** NIM's client id of the message (msgidClient), for quoting it. */
+  msgid_client: string | null;
+  /** text, picture, audio, … (callback/events.ts MessageType). */
+  message_type: Generated<string>;
+  /** Extra fields of the message as JSON (attachment, ext), or null. */
+  payload: string | null;
+  /** 1 once NIM's recall copy for this message arrived. */
+  recalled: Generated<number>;
 }
 
 export type ReplyState = "streaming" | "finished";
@@ -44,6 +63,14 @@ export interface ReplyTable {
   reply_to: string;
   stream_id: string;
   user_accid: string;
+  conversation_id: Generated<string>;
+  /**
+   * The committed decision for this reply (reply/plan.ts) as JSON: made once, before anything is
+   * sent, and followed by every later attempt (a resumed reply never decides again).
+   */
+  plan: string | null;
+  /** The transport's small durable state as JSON (a native stream message's server id …). */
+  transport_state: string | null;
   state: ReplyState;
   /** ok | error | blocked | limited once finished. */
   final_status: string | null;
@@ -64,6 +91,12 @@ export interface OutboxTable {
   body: string;
   /** segment | final */
   kind: string;
+  /** The text this message adds to the reply ("" for finals). */
+  delta: Generated<string>;
+  /** 1 on the reply's last message. */
+  done: Generated<number>;
+  /** Transport-specific delivery options as JSON (NIM option flags, push text), or null. */
+  options: string | null;
   state: OutboxState;
   nim_msgid: string | null;
   created_at: number;
@@ -72,6 +105,9 @@ export interface OutboxTable {
 
 export interface MessageTable {
   id: Generated<number>;
+  /** The conversation (reply/conversation.ts) this turn belongs to. */
+  conversation_id: Generated<string>;
+  /** The user who said it (user turns) or was answered (assistant turns). */
   user_accid: string;
   /** user | assistant */
   role: string;
@@ -81,8 +117,8 @@ export interface MessageTable {
   created_at: number;
 }
 
-export interface ConversationTable {
-  user_accid: string;
+export interface ConversationContextTable {
+  conversation_id: string;
   /** Messages with an id above this belong to the current context (set by /reset). */
   context_start_message_id: number;
   updated_at: number;
@@ -103,6 +139,6 @@ export interface DatabaseSchema {
   replies: ReplyTable;
   outbox: OutboxTable;
   messages: MessageTable;
-  conversations: ConversationTable;
+  conversation_contexts: ConversationContextTable;
   audit_events: AuditTable;
 }

@@ -5,7 +5,7 @@
  *
  * The text is a pure function of the message and the history length. That matters beyond tests:
  * after a crash the pipeline runs the generator again and, when the new output starts with what
- * the user already saw, sends only the rest (see createResumeFilter in src/reply/pipeline.ts).
+ * the user already saw, sends only the rest (see createResumeFilter in src/reply/generation.ts).
  *
  * Magic messages, for demos and tests:
  * - the word `long` (any case) or `长文` / `长回复` / `长回答`: an answer of about 6000 Chinese

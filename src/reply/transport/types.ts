@@ -44,6 +44,8 @@ export interface OutboundMessage {
   done: boolean;
   /** The transport's encoded payload; never changes once committed, so a resend is identical. */
   body: string;
+  /** Transport-specific delivery options (JSON), committed with the body for the same reason. */
+  options?: string;
 }
 
 /** A reply's small key/value state that must survive a restart (e.g. a stream message's server id). */

@@ -1,0 +1,87 @@
+/**
+ * Admission: the one place a reply's plan is decided (reply/plan.ts). Runs once per message,
+ * before anything is sent; the plan is then committed and followed by every later attempt.
+ *
+ *   recalled? → skip · /stop? → skip or "nothing to stop" · /reset? → reset · NIM antispam flag,
+ *   per-user limits, input moderation → say (blocked / limited) · otherwise → answer
+ *
+ * @module
+ */
+import type { Logger } from "pino";
+import type { RateLimit } from "../limits/types.ts";
+import type { Moderator } from "../moderation/types.ts";
+import type { InboxMessage, Repositories } from "../storage/repositories.ts";
+import type { Clock } from "./clock.ts";
+import { isResetCommand, isStopCommand } from "./commands.ts";
+import { blockedText, limitedTextWithRetryAfter, nothingToStopText, resetConfirmationText } from "./messages.ts";
+import type { ReplyPlan } from "./plan.ts";
+
+export interface AdmissionOptions {
+  repositories: Repositories;
+  clock: Clock;
+  logger: Pick<Logger, "warn">;
+  /** Per-user reply limits (per minute and per day); a refused message gets status `limited`. */
+  replyLimits?: RateLimit;
+  moderator?: Moderator;
+  /** Treat NIM's own antispam flag on the inbound copy as blocked input. */
+  respectNimAntispam?: boolean;
+}
+
+/** What the callback route stored about a /stop message (inbox `payload`). */
+export interface StopPayload {
+  /** The reply the command stopped, when one was running. */
+  stopped?: string;
+}
+
+export function createAdmission(options: AdmissionOptions): (message: InboxMessage) => Promise<ReplyPlan> {
+  const { repositories, clock } = options;
+  const audit = (event: string, subject: string, detail: Record<string, unknown>) =>
+    repositories.audit.record(event, subject, detail, clock.now());
+
+  return async function decide(message: InboxMessage): Promise<ReplyPlan> {
+    if (message.recalled === 1) return { action: "skip", reason: "recalled" };
+    if (message.message_type === "text" && isStopCommand(message.text)) {
+      const payload = parsePayload<StopPayload>(message.payload);
+      // The command stopped a reply: that reply's final says so; the command itself gets nothing.
+      return payload.stopped
+        ? { action: "skip", reason: "stop command" }
+        : { action: "say", status: "ok", text: nothingToStopText };
+    }
+    if (message.message_type === "text" && isResetCommand(message.text)) {
+      return { action: "reset", text: resetConfirmationText };
+    }
+    if (message.antispam === 1 && options.respectNimAntispam) {
+      await audit("reply.blocked", message.msgid_server, { stage: "input", reason: "nim-antispam" });
+      return { action: "say", status: "blocked", text: blockedText };
+    }
+    if (options.replyLimits) {
+      const decision = await options.replyLimits.consume(message.from_accid);
+      if (!decision.allowed) {
+        await audit("reply.limited", message.msgid_server, { retryAfterMs: decision.retryAfterMs });
+        return {
+          action: "say",
+          status: "limited",
+          text: limitedTextWithRetryAfter(Math.ceil(decision.retryAfterMs / 1000)),
+        };
+      }
+    }
+    if (options.moderator) {
+      const verdict = await options.moderator.checkInput(message.text, { accid: message.from_accid });
+      if (!verdict.allowed) {
+        await audit("reply.blocked", message.msgid_server, { stage: "input", reason: verdict.reason });
+        return { action: "say", status: "blocked", text: blockedText };
+      }
+    }
+    return { action: "answer" };
+  };
+}
+
+export function parsePayload<T extends object>(payload: string | null): Partial<T> {
+  if (!payload) return {};
+  try {
+    const value: unknown = JSON.parse(payload);
+    return typeof value === "object" && value !== null ? (value as Partial<T>) : {};
+  } catch {
+    return {};
+  }
+}

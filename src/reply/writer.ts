@@ -1,0 +1,194 @@
+/**
+ * The writer of one reply: every NIM message is first committed to the outbox together with the
+ * reply's next seq (one transaction), then delivered through the transport, then marked sent. A
+ * restart therefore resends exactly the committed but unconfirmed messages (same seq, same body,
+ * same options) and continues from the committed text, so the user sees each seq once (clients
+ * drop a repeated (stream_id, seq)) and exactly one done. The seq check in the commit also stops a
+ * stale worker whose lease was taken over.
+ *
+ * @module
+ */
+import type { Logger } from "pino";
+import type { SendBudget } from "../limits/types.ts";
+import { isNimError } from "../nim/errors.ts";
+import type { Reply, Repositories } from "../storage/repositories.ts";
+import type { Clock } from "./clock.ts";
+import type { ReplyObserver } from "./observer.ts";
+import type { OutboundMessage, ReplyAddress, ReplyStatus, ReplyTransport, TransportState } from "./transport/types.ts";
+
+export class LeaseLostError extends Error {
+  override readonly name = "LeaseLostError";
+}
+
+export class DeliveryFailedError extends Error {
+  override readonly name = "DeliveryFailedError";
+}
+
+export interface ReplyWriterOptions {
+  address: ReplyAddress;
+  reply: Reply;
+  transport: ReplyTransport;
+  repositories: Repositories;
+  clock: Clock;
+  logger: Pick<Logger, "error" | "warn">;
+  observer?: ReplyObserver;
+  sendBudget?: SendBudget;
+  /** Aborts NIM calls in flight (shutdown, lease lost): the row stays pending and is resent later. */
+  deliverySignal: AbortSignal;
+  /** Told once when a message could not be delivered for good. */
+  onDeliveryFailed: () => void;
+}
+
+export class ReplyWriter {
+  /** Concatenation of every delta committed so far. */
+  text: string;
+  nextSeq: number;
+  /** True once NIM accepted any message of this reply in this run. */
+  sentAny = false;
+  private previous: OutboundMessage | undefined;
+  private readonly state: TransportState;
+  private stateValues: Record<string, string>;
+
+  constructor(private readonly options: ReplyWriterOptions) {
+    this.text = options.reply.text;
+    this.nextSeq = options.reply.next_seq;
+    this.stateValues = options.reply.transport_state
+      ? (JSON.parse(options.reply.transport_state) as Record<string, string>)
+      : {};
+    this.state = {
+      get: (key) => this.stateValues[key],
+      set: async (values) => {
+        const next = { ...this.stateValues, ...values };
+        await options.repositories.replies.setTransportState(
+          options.address.replyTo,
+          JSON.stringify(next),
+          options.clock.now(),
+        );
+        this.stateValues = next;
+      },
+    };
+  }
+
+  get finished(): boolean {
+    return this.options.reply.state === "finished";
+  }
+
+  /** Most characters one segment may carry on this transport. */
+  maxDeltaCharacters(): number {
+    return this.options.transport.maxDeltaCharacters(this.options.address);
+  }
+
+  /** Sends committed but unconfirmed messages first, in seq order, identical to the first try. */
+  async resendPending(): Promise<void> {
+    const rows = await this.options.repositories.replies.outbox(this.options.address.streamId);
+    for (const row of rows) {
+      const message: OutboundMessage = {
+        seq: row.seq,
+        kind: row.kind === "final" ? "final" : "segment",
+        delta: row.delta,
+        done: row.done === 1,
+        body: row.body,
+        ...(row.options ? { options: row.options } : {}),
+      };
+      this.previous = message;
+      if (row.state === "pending") await this.deliver(message);
+    }
+  }
+
+  /** Commits and delivers one delta. */
+  async writeSegment(delta: string): Promise<void> {
+    if (delta === "") return;
+    const messages = this.options.transport.encodeSegment(this.options.address, {
+      seq: this.nextSeq,
+      delta,
+      committedText: this.text,
+      ...(this.previous ? { previous: this.previous } : {}),
+    });
+    await this.commit(messages);
+    for (const message of messages) await this.deliver(message);
+  }
+
+  /** Commits every final part in one transaction, then delivers them; false when one could not go. */
+  async writeFinal(status: ReplyStatus): Promise<boolean> {
+    const messages = this.options.transport.encodeFinal(this.options.address, {
+      firstSeq: this.nextSeq,
+      text: this.text,
+      status,
+      ...(this.previous ? { previous: this.previous } : {}),
+    });
+    await this.commit(messages, status);
+    try {
+      for (const message of messages) await this.deliver(message);
+      return true;
+    } catch (error) {
+      if (error instanceof DeliveryFailedError) return false;
+      throw error;
+    }
+  }
+
+  private async commit(messages: OutboundMessage[], finalStatus?: ReplyStatus): Promise<void> {
+    const committed = await this.options.repositories.replies.commitOutbox(
+      { replyTo: this.options.address.replyTo, streamId: this.options.address.streamId },
+      messages.map((message) => ({
+        seq: message.seq,
+        kind: message.kind,
+        body: message.body,
+        delta: message.delta,
+        done: message.done,
+        ...(message.options ? { options: message.options } : {}),
+      })),
+      this.options.clock.now(),
+      finalStatus,
+    );
+    if (!committed) throw new LeaseLostError("seq already committed by another worker");
+    for (const message of messages) {
+      this.nextSeq = message.seq + 1;
+      this.text += message.delta;
+      this.previous = message;
+    }
+  }
+
+  private async deliver(message: OutboundMessage): Promise<void> {
+    const { clock, observer, repositories, address } = this.options;
+    if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
+    const startedAt = clock.now();
+    try {
+      // Waiting here spreads a burst; if the budget cannot be had in time, NIM's 416 and the
+      // client's backoff still protect us, so the send goes ahead.
+      await this.options.sendBudget?.acquire("message").catch(() => undefined);
+      const result = await this.options.transport.deliver(address, message, {
+        state: this.state,
+        signal: this.options.deliverySignal,
+        committedText: this.text,
+      });
+      await repositories.replies.markSent(address.streamId, message.seq, result.nimMessageId ?? null, clock.now());
+      if (!this.sentAny) {
+        this.sentAny = true;
+        observer?.firstSegment?.(address.replyTo);
+      }
+      observer?.sent?.(message.kind, "ok", clock.now() - startedAt);
+    } catch (error) {
+      // Shutdown or a lost lease cut the call short: the row stays pending for whoever continues.
+      if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
+      const code = isNimError(error) ? String(error.code) : "unknown";
+      observer?.sent?.(message.kind, code, clock.now() - startedAt);
+      await repositories.replies.markFailed(address.streamId, message.seq, clock.now());
+      await repositories.audit.record(
+        "reply.send_failed",
+        address.replyTo,
+        {
+          seq: message.seq,
+          kind: message.kind,
+          code,
+          retryable: isNimError(error) ? error.retryable : undefined,
+          message: (error as Error).message,
+          bot: address.botAccid,
+        },
+        clock.now(),
+      );
+      this.options.logger.error({ msgidServer: address.replyTo, seq: message.seq, code }, "NIM send failed");
+      this.options.onDeliveryFailed();
+      throw new DeliveryFailedError("message could not be delivered");
+    }
+  }
+}
