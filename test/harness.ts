@@ -352,7 +352,7 @@ export function signedCallbackHeaders(body: string | Buffer, curTime = Date.now(
 }
 
 /** Rows per table that a request could write (audit_events is reported too, but is allowed to grow). */
-export const WRITABLE_TABLES = ["accounts", "inbox", "replies", "outbox", "messages", "conversations"] as const;
+export const WRITABLE_TABLES = ["accounts", "inbox", "replies", "outbox", "messages", "conversation_contexts"] as const;
 
 export async function countRows(database: Database): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};

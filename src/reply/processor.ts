@@ -178,9 +178,9 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       deliverySignal,
       onDeliveryFailed: () => abort(controller, "delivery-failed"),
     });
-    const finishWith = async (status: ReplyStatus, recordTurn: boolean) => {
-      const delivered = reply.state === "finished" ? true : await writer.writeFinal(status);
-      await complete(inbox, writer, status, delivered, recordTurn);
+    const finishWith = async (status: ReplyStatus, recordTurn: boolean, deliveryFailed = false) => {
+      const delivered = await writer.writeFinal(status);
+      await complete(inbox, writer, status, delivered && !deliveryFailed, recordTurn);
       return true;
     };
     try {
@@ -221,7 +221,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     writer: ReplyWriter,
     address: ReplyAddress,
     controller: AbortController,
-    finishWith: (status: ReplyStatus, recordTurn: boolean) => Promise<boolean>,
+    finishWith: (status: ReplyStatus, recordTurn: boolean, deliveryFailed?: boolean) => Promise<boolean>,
   ): Promise<boolean> {
     const bot = options.bot(inbox.bot_accid);
     if (!bot) {
@@ -281,7 +281,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     if (result.kind === "interrupted") {
       if (result.reason !== "delivery-failed") return false;
       // NIM refused for good: end the stream with an error final where NIM still takes one.
-      await finishWith("error", false);
+      await finishWith("error", false, true);
       return true;
     }
     return finishWith(result.status, true);

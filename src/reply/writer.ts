@@ -170,6 +170,9 @@ export class ReplyWriter {
     } catch (error) {
       // Shutdown or a lost lease cut the call short: the row stays pending for whoever continues.
       if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
+      // Not an answer from NIM (a bug, a crash-like fault): the row stays pending and the job
+      // fails; the next attempt resends it (attempts are bounded by REPLY_MAX_ATTEMPTS).
+      if (!isNimError(error)) throw error;
       const code = isNimError(error) ? String(error.code) : "unknown";
       observer?.sent?.(message.kind, code, clock.now() - startedAt);
       await repositories.replies.markFailed(address.streamId, message.seq, clock.now());
