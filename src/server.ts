@@ -283,6 +283,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         clock,
         rejections,
         guard: callbackGuard,
+        clientAddress: (request) =>
+          sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]),
         onOutcome: (outcome, detail) => metrics.callbackOutcome(outcome, detail),
       }),
       registerWithPerIpLimit,

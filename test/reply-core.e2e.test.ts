@@ -112,6 +112,24 @@ describe("reply core, end to end", () => {
     expect(rows).toHaveLength(5);
   });
 
+  it("names in audit rows the same client address the allow-list judged (behind a trusted proxy)", async () => {
+    stack = await startStack({ env: { TRUSTED_PROXIES: "127.0.0.1, ::1" } });
+    const response = await fetch(`${stack.bridgeUrl}/im/callback`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-forwarded-for": "203.0.113.9",
+        CurTime: String(Date.now()),
+        MD5: "0",
+        CheckSum: "0",
+      },
+      body: "{}",
+    });
+    expect(response.status).toBe(401);
+    const [row] = await stack.bridge!.repositories.audit.list({ event: "callback.rejected" });
+    expect(JSON.parse(row?.detail ?? "{}")).toMatchObject({ ip: "203.0.113.9" });
+  });
+
   it("on SIGTERM exits within 10 s and hands the reply back at once; the next start finishes it", async () => {
     stack = await startStack({
       childProcess: true,

@@ -26,6 +26,11 @@ export interface CallbackRouteOptions {
   onOutcome?: (outcome: CallbackOutcome, detail?: string) => void;
   /** Extra checks before verification (source address allow-list); throw HttpError to refuse. */
   guard?: (request: FastifyRequest) => Promise<void> | void;
+  /**
+   * The caller's address as the allow-list sees it (X-Forwarded-For believed only from trusted
+   * proxies), so logs and audit rows name the same address the guard judged. Default: the socket's.
+   */
+  clientAddress?: (request: FastifyRequest) => string;
 }
 
 export type CallbackOutcome = "accepted" | "duplicate" | "ignored" | "validation" | "rejected" | "unavailable";
@@ -50,9 +55,10 @@ export function callbackRoute(options: CallbackRouteOptions): FastifyPluginAsync
         windowMs: options.windowMs,
       });
       if (!verification.ok) {
+        const ip = options.clientAddress?.(request) ?? request.socket.remoteAddress ?? "";
         options.onOutcome?.("rejected", verification.reason);
-        request.log.warn({ reason: verification.reason, ip: request.ip }, "callback rejected");
-        await options.rejections.refuse("callback.rejected", { reason: verification.reason, ip: request.ip });
+        request.log.warn({ reason: verification.reason, ip }, "callback rejected");
+        await options.rejections.refuse("callback.rejected", { reason: verification.reason, ip });
         throw new HttpError(401, "invalid_signature", `Callback signature rejected: ${verification.reason}`);
       }
 

@@ -32,14 +32,28 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     bridge.app.log.info({ signal }, "shutting down");
-    // Replies still streaming are resumed from the inbox by the next start.
-    const forced = setTimeout(() => process.exit(0), 10_000);
+    // Intake stops, running replies hand their leases back, connections close. Whatever still
+    // hangs after 9 s is cut off: the contract promises an exit within 10 s, and a forced exit
+    // says so with a non-zero code.
+    const forced = setTimeout(() => {
+      bridge.app.log.error("shutdown did not finish in time: forced exit");
+      process.exit(1);
+    }, 9_000);
     forced.unref();
-    await bridge.close();
+    try {
+      await bridge.close();
+    } catch (error) {
+      bridge.app.log.error({ err: error }, "shutdown failed");
+      process.exit(1);
+    }
     process.exit(0);
   };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => {
+    stop("SIGTERM").catch(() => process.exit(1));
+  });
+  process.on("SIGINT", () => {
+    stop("SIGINT").catch(() => process.exit(1));
+  });
 }
 
 main().catch((error: unknown) => {
