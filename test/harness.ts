@@ -121,7 +121,7 @@ export class Stack {
       });
       this.child = child;
       this.bridgeUrl = `http://127.0.0.1:${this.port}`;
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 45_000;
       while (Date.now() < deadline) {
         if (child.exitCode !== null) throw new Error(`bridge exited early: ${this.childOutput}`);
         try {
