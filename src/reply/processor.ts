@@ -22,6 +22,7 @@ import { type AdmissionOptions, createAdmission } from "./admission.ts";
 import { produceAnswer } from "./answer.ts";
 import { abort, type CancelReason, cancelReasonOf, ReplyCancellations } from "./cancellation.ts";
 import type { Clock } from "./clock.ts";
+import { gatherBurst, isMergeable } from "./debounce.ts";
 import { startLeaseKeeper } from "./lease-keeper.ts";
 import { apologyText } from "./messages.ts";
 import type { ReplyObserver } from "./observer.ts";
@@ -61,6 +62,8 @@ export interface ReplyProcessorOptions {
   sendBudget?: SendBudget;
   /** Schedules the next message of a conversation once a reply completes. */
   enqueue: (job: ReplyJob) => Promise<void>;
+  /** REPLY_DEBOUNCE_MS: merge a burst of one conversation's messages into one turn (0 = off). */
+  debounceMs?: number;
 }
 
 export interface ReplyProcessor {
@@ -152,7 +155,8 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     if (existing?.plan) plan = parsePlan(existing.plan);
     else if (existing && existing.next_seq > 0)
       plan = { action: "answer" }; // first-version row
-    else plan = await decide(inbox);
+    else plan = await decideWithBurst(inbox, controller.signal);
+    if (controller.signal.aborted) throw new LeaseLostError("cancelled while waiting for a burst to end");
     const reply = await repositories.replies.getOrCreate(
       {
         replyTo: inbox.msgid_server,
@@ -165,6 +169,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     );
     // Another attempt may have committed its plan first: the stored one is the plan.
     plan = parsePlan(reply.plan);
+    if (plan.action === "answer" && plan.merged?.length) await markMerged(inbox, plan.merged);
     const address = addressOf(inbox, reply);
     const writer = new ReplyWriter({
       address,
@@ -212,12 +217,13 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         if (writer.nextSeq === 0) await writer.writeSegment(plan.text);
         return finishWith("ok", false);
       case "answer":
-        return answer(inbox, writer, address, controller, finishWith);
+        return answer(inbox, plan, writer, address, controller, finishWith);
     }
   }
 
   async function answer(
     inbox: InboxMessage,
+    plan: Extract<ReplyPlan, { action: "answer" }>,
     writer: ReplyWriter,
     address: ReplyAddress,
     controller: AbortController,
@@ -236,7 +242,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
           conversationId,
           userAccid: inbox.from_accid,
           role: "user",
-          content: inbox.text,
+          content: plan.text ?? inbox.text,
           replyTo: inbox.msgid_server,
         },
         clock.now(),
@@ -255,7 +261,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       request: {
         userId: account?.site_user_id,
         accid: inbox.from_accid,
-        message: inbox.text,
+        message: plan.text ?? inbox.text,
         history,
         systemPrompt: bot.systemPrompt,
       },
@@ -328,6 +334,25 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       now,
     );
     observer?.finished?.(inbox.msgid_server, skipped ? "skipped" : delivered ? status : "failed");
+  }
+
+  /** Admission, after waiting out a burst when REPLY_DEBOUNCE_MS is set; the burst is judged as one text. */
+  async function decideWithBurst(inbox: InboxMessage, signal: AbortSignal): Promise<ReplyPlan> {
+    if (!options.debounceMs || !isMergeable(inbox)) return decide(inbox);
+    const burst = await gatherBurst(inbox, { repositories, clock, debounceMs: options.debounceMs, signal });
+    if (burst.merged.length === 0) return decide(inbox);
+    const plan = await decide({ ...inbox, text: burst.text });
+    return plan.action === "answer" ? { action: "answer", text: burst.text, merged: burst.merged } : plan;
+  }
+
+  /** The later messages of a burst are answered by this reply: they are done (idempotent on resume). */
+  async function markMerged(inbox: InboxMessage, merged: string[]): Promise<void> {
+    for (const msgidServer of merged) {
+      const row = await repositories.inbox.get(msgidServer);
+      if (!row || row.status === "done" || row.status === "failed") continue;
+      await repositories.inbox.finish(msgidServer, "done", clock.now());
+      await repositories.audit.record("reply.merged", msgidServer, { into: inbox.msgid_server }, clock.now());
+    }
   }
 
   async function scheduleNext(conversationId: string): Promise<void> {

@@ -276,6 +276,28 @@ export class InboxRepository {
       .executeTakeFirst();
   }
 
+  /** Accepted messages of a conversation after this one (NIM's order), for merging a burst. */
+  async acceptedAfter(message: Pick<InboxMessage, "conversation_id" | "msg_timestamp" | "msgid_server">) {
+    return this.database.kysely
+      .selectFrom("inbox")
+      .selectAll()
+      .where("conversation_id", "=", message.conversation_id)
+      .where("status", "=", "accepted")
+      .where((expression) =>
+        expression.or([
+          expression("msg_timestamp", ">", message.msg_timestamp),
+          expression.and([
+            expression("msg_timestamp", "=", message.msg_timestamp),
+            expression("msgid_server", ">", message.msgid_server),
+          ]),
+        ]),
+      )
+      .orderBy("msg_timestamp")
+      .orderBy("msgid_server")
+      .limit(100)
+      .execute();
+  }
+
   /** Marks a message recalled; returns the row (undefined when it is not ours). */
   async markRecalled(msgidServer: string, now: number): Promise<InboxMessage | undefined> {
     await this.database.kysely
