@@ -89,6 +89,9 @@ export class ReplyWriter {
         done: row.done === 1,
         body: row.body,
         ...(row.options ? { options: row.options } : {}),
+        ...(row.kind === "final" && this.options.reply.final_status
+          ? { status: this.options.reply.final_status as ReplyStatus }
+          : {}),
       };
       this.previous = message;
       if (row.state === "pending") await this.deliver(message);

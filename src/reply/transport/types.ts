@@ -46,6 +46,8 @@ export interface OutboundMessage {
   body: string;
   /** Transport-specific delivery options (JSON), committed with the body for the same reason. */
   options?: string;
+  /** On final messages: how the reply ended (lets another transport re-encode it, see fallback.ts). */
+  status?: ReplyStatus;
 }
 
 /** A reply's small key/value state that must survive a restart (e.g. a stream message's server id). */
