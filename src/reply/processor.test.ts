@@ -400,3 +400,49 @@ describe("reply processor with REPLY_DEBOUNCE_MS", () => {
     await database.close();
   });
 });
+
+describe("reply processor, recall of a reply resumed after a crash", () => {
+  it("ends it with status stopped instead of answering on", async () => {
+    const database = await openDatabase("sqlite::memory:");
+    const repositories = createRepositories(database);
+    const transport = new RecordingTransport();
+    const generator = new ScriptedGenerator(["Part one. ", "Part two."]);
+    await repositories.inbox.accept({
+      msgidServer: "r1",
+      fromAccid: "u_r",
+      toAccid: BOT,
+      text: "q",
+      msgTimestamp: 1,
+      now: 1,
+    });
+    const options = {
+      repositories,
+      transport,
+      bot: () => ({ accid: BOT, systemPrompt: "", generator }),
+      pacingMs: 0,
+      idleTimeoutMs: 10_000,
+      totalTimeoutMs: 20_000,
+      historyTurns: 20,
+      historyCharacters: 8_000,
+      maxAttempts: 5,
+      clock: systemClock,
+      logger,
+      leaseMs: 30_000,
+      enqueue: async () => {},
+    };
+    transport.fault = (message, count) => {
+      if (message.kind === "segment" && count === 2) throw new SimulatedCrash("died");
+    };
+    await expect(createReplyProcessor({ ...options, workerId: "a" }).process({ msgidServer: "r1" })).rejects.toThrow(
+      SimulatedCrash,
+    );
+    transport.fault = undefined;
+    await repositories.inbox.markRecalled("r1", 2);
+    const row = await repositories.inbox.get("r1");
+    await repositories.inbox.renewLease("r1", row?.lease_owner ?? "", -1_000);
+    await createReplyProcessor({ ...options, workerId: "b" }).process({ msgidServer: "r1" });
+    expect(generator.requests).toHaveLength(1);
+    expect(transport.status("r1")).toBe("stopped");
+    await database.close();
+  });
+});

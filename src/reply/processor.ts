@@ -199,6 +199,10 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       await complete(inbox, writer, (reply.final_status as ReplyStatus | null) ?? "ok", true, plan.action === "answer");
       return true;
     }
+    if (inbox.recalled === 1 && plan.action === "answer" && writer.nextSeq > 0) {
+      // Recalled while a crashed attempt had started answering: end it as a stop would.
+      return finishWith("stopped", true);
+    }
     if (inbox.attempts > options.maxAttempts) {
       // A poison message (it crashed or failed every attempt): say so once instead of looping.
       await repositories.audit.record("reply.gave_up", inbox.msgid_server, { attempts: inbox.attempts }, clock.now());
