@@ -103,4 +103,14 @@ export interface ReplyTransport {
    * not be delivered within the retry policy; the pipeline then ends the reply.
    */
   deliver(address: ReplyAddress, message: OutboundMessage, context: DeliveryContext): Promise<DeliveryResult>;
+  /**
+   * Optional, for transports whose open message dies after a quiet gap (NIM ends a stream message
+   * after 30 s without a chunk): whether a keep-alive is due after `previous` was sent at `lastSentAt`…
+   */
+  keepAliveDue?(previous: OutboundMessage | undefined, lastSentAt: number, now: number): boolean;
+  /** …and the keep-alive message (no text) to commit and send then; undefined when none is needed. */
+  encodeKeepAlive?(
+    address: ReplyAddress,
+    input: { seq: number; previous?: OutboundMessage },
+  ): OutboundMessage | undefined;
 }
