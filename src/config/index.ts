@@ -113,6 +113,17 @@ const environmentSchema = z.object({
   REPLY_SWEEP_INTERVAL_MS: integer(5000, 0),
   HISTORY_TURNS: integer(20, 0, 1000),
   HISTORY_CHARACTERS: integer(8000, 0),
+
+  // --- Several bots, teams and turn control (contract: "Several bots", "Teams", "Turn control") ---
+  /** A JSON file declaring several bots (src/bots); unset: one bot, NIM_BOT_ACCID. */
+  BOTS_FILE: optionalText,
+  /** `user`: in a team each asker has their own conversation with a bot; `team`: one shared per team. */
+  TEAM_SESSION: z.enum(["user", "team"]).default("user"),
+  /**
+   * Messages of one conversation arriving within this window before generation starts are answered
+   * as one turn (a burst of short messages). 0 = off. Capped at a minute: longer would feel broken.
+   */
+  REPLY_DEBOUNCE_MS: integer(0, 0, 60_000),
 });
 
 // BOT_GENERATOR must fail loudly on a typo rather than fall back, so it is validated separately.
@@ -180,6 +191,13 @@ export interface Config {
     leaseMs: number;
     sweepIntervalMs: number;
   };
+  /** Several bots, teams and turn control. */
+  conversation: {
+    /** BOTS_FILE as given (resolved against the working directory by src/bots). */
+    botsFile: string | undefined;
+    teamSession: "user" | "team";
+    debounceMs: number;
+  };
 }
 
 export class ConfigurationError extends Error {
@@ -213,6 +231,8 @@ export function loadConfig(
   const values = parsed.data;
 
   for (const name of options.require ?? []) {
+    // With BOTS_FILE the bots (and the default one) come from the file; NIM_BOT_ACCID is optional.
+    if (name === "NIM_BOT_ACCID" && values.BOTS_FILE) continue;
     if (!values[name]) problems.push(`${name}: required but not set`);
   }
 
@@ -299,6 +319,11 @@ export function loadConfig(
       historyCharacters: values.HISTORY_CHARACTERS,
       leaseMs: values.REPLY_LEASE_SECONDS * 1000,
       sweepIntervalMs: values.REPLY_SWEEP_INTERVAL_MS,
+    },
+    conversation: {
+      botsFile: values.BOTS_FILE,
+      teamSession: values.TEAM_SESSION,
+      debounceMs: values.REPLY_DEBOUNCE_MS,
     },
   };
 }
