@@ -94,7 +94,7 @@ const DEMO_BOTS = {
     },
   ],
 };
-const DEMO_ROOM_NAME = "演示群 · Demo room";
+const DEMO_ROOM_NAME = "演示群";
 const DEFAULT_PORT = 8000;
 const DEFAULT_HOST = "127.0.0.1";
 const WEB_DIRECTORY = fileURLToPath(new URL("../../web/", import.meta.url));
