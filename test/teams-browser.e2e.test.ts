@@ -49,7 +49,12 @@ describe.runIf(HAVE_CHROMIUM)("the demo page's bots and group room in Chromium",
     // The bridge ensures every bot's account at start once several bots are wired in; until then
     // the second demo bot's account is made here, so the page can write to it.
     if (!stack.emulator.state.findAccount(DEMO_TUTOR_ACCID)) {
-      stack.emulator.state.addAccount({ accid: DEMO_TUTOR_ACCID, token: "unused", name: "导师", createdAt: Date.now() });
+      stack.emulator.state.addAccount({
+        accid: DEMO_TUTOR_ACCID,
+        token: "unused",
+        name: "导师",
+        createdAt: Date.now(),
+      });
     }
   });
 
