@@ -109,6 +109,13 @@ describe.runIf(HAVE_CHROMIUM)("the demo page's bots and group room in Chromium",
     expect(stop).toMatchObject({ to: DEMO_TUTOR_ACCID, ope: 0 });
     expect(text(stop)).toBe("/stop");
 
+    // The user recalls the question: NIM (the emulator) records it and the bubble says so.
+    await page.getByTestId("user-bubble").first().getByTestId("recall-button").click();
+    await expect
+      .poll(() => stack.emulator.state.recalls.map((recall) => recall.message.msgid))
+      .toEqual([question?.msgid]);
+    await expect.poll(() => page.getByTestId("user-bubble").first().getAttribute("data-status")).toBe("recalled");
+
     // Back on the first bot's tab the tutor's conversation is not shown.
     await page.getByTestId("bot-tab").first().click();
     await expect.poll(() => page.getByTestId("user-text").allTextContents()).toEqual([]);

@@ -44,6 +44,8 @@ const STRINGS = {
     mention_title: "@ 一个机器人",
     room: "群聊",
     recalled: "消息已撤回",
+    recall: "撤回",
+    recall_failed: "无法撤回",
     input_placeholder_room: "在群里说点什么，@ 机器人让它回答…",
     generator_demo: "演示生成器",
     generator_openai: "大模型",
@@ -78,6 +80,8 @@ const STRINGS = {
     mention_title: "@ a bot",
     room: "Group",
     recalled: "Message recalled",
+    recall: "Recall",
+    recall_failed: "Cannot recall",
     input_placeholder_room: "Say something to the group; @ a bot to ask it…",
     generator_demo: "demo generator",
     generator_openai: "LLM",
@@ -97,6 +101,8 @@ const NAME_KEY = "im-bridge-demo.name";
 const LANGUAGE_KEY = "im-bridge-demo.language";
 const HISTORY_LIMIT = 100;
 const PING_INTERVAL_MS = 25_000;
+/** NIM's default recall window; the console can change it, and NIM answers 508 after it. */
+const RECALL_WINDOW_MS = 120_000;
 
 const $ = (id) => document.getElementById(id);
 const elements = {
@@ -501,6 +507,10 @@ async function handleFrame(frame, from) {
     case "recall":
       if (frame.recall) showRecall(frame.recall.msgid);
       return;
+    case "recalled":
+      if (frame.code === 200) showRecall(frame.msgid);
+      else recallRefused(frame);
+      return;
     default:
       return;
   }
@@ -558,7 +568,10 @@ function showMessage(message, live) {
   if (message.from === session.accid) {
     if (message.msgid && shownMessageIds.has(message.msgid)) return;
     if (message.msgid) shownMessageIds.add(message.msgid);
-    place(createUserBubble(textOf(message), message.msgid), time);
+    const item = createUserBubble(textOf(message), message.msgid);
+    // Only fresh messages can still be recalled (NIM: 2 minutes by default); history is older.
+    if (!live || Date.now() - (message.timetag ?? 0) > RECALL_WINDOW_MS) item.querySelector(".recall")?.remove();
+    place(item, time);
     return;
   }
   // Only a bot's custom messages are replies: anyone in a team could send a look-alike body.
@@ -595,6 +608,16 @@ function mentionedNick(ext) {
   } catch {
     return undefined;
   }
+}
+
+/** NIM refused the recall (too late, 508, or not found): the bubble says so. */
+function recallRefused(frame) {
+  const item = elements.messages.querySelector(
+    `[data-testid=user-bubble][data-msgid="${CSS.escape(frame.msgid ?? "")}"]`,
+  );
+  if (!item) return;
+  setLabel(item, "recall_failed");
+  item.title = frame.desc ?? String(frame.code);
 }
 
 /** A recalled message leaves the screen as "message recalled", like NIM apps show it. */
@@ -679,7 +702,18 @@ function createUserBubble(text, msgid) {
   paragraph.dataset.testid = "user-text";
   paragraph.textContent = text;
   bubble.append(paragraph);
-  item.append(bubble, createLabel());
+  // NIM lets a sender recall a message for a while (2 minutes by default): the bridge then does not
+  // answer it, or stops the answer it is writing.
+  const recall = document.createElement("button");
+  recall.type = "button";
+  recall.className = "recall";
+  recall.dataset.testid = "recall-button";
+  recall.dataset.i18n = "recall";
+  recall.textContent = t("recall");
+  recall.addEventListener("click", () => {
+    if (item.dataset.msgid) sendFrame({ type: "recall", msgid: item.dataset.msgid });
+  });
+  item.append(bubble, createLabel(), recall);
   return item;
 }
 
