@@ -220,7 +220,8 @@ describe("readBotsFile", () => {
       /BOTS_FILE missing\.json: cannot be read \(no such file/,
     );
     mkdirSync(join(directory, "folder.json"));
-    expect(problemsOf(() => readBotsFile("folder.json", defaults, directory))[0]).toMatch(/cannot be read|not valid/);
+    expect(problemsOf(() => readBotsFile("folder.json", defaults, directory))[0]).toMatch(/is not a regular file/);
+    expect(problemsOf(() => readBotsFile("/dev/zero", defaults, directory))[0]).toMatch(/is not a regular file/);
     writeFileSync(join(directory, "big.json"), " ".repeat(BOTS_FILE_MAX_BYTES + 1));
     expect(problemsOf(() => readBotsFile("big.json", defaults, directory))[0]).toMatch(/more than the \d+ allowed/);
   });

@@ -92,7 +92,10 @@ export function readBotsFile(path: string, defaults: BotDefaults, cwd: string = 
   const label = `BOTS_FILE ${path}`;
   let text: string;
   try {
-    const size = statSync(fullPath).size;
+    const stats = statSync(fullPath);
+    // A device or pipe (BOTS_FILE=/dev/zero by mistake) would be read forever.
+    if (!stats.isFile()) throw new ConfigurationError([`${label}: is not a regular file (resolved to ${fullPath})`]);
+    const size = stats.size;
     if (size > BOTS_FILE_MAX_BYTES) {
       throw new ConfigurationError([`${label}: is ${size} bytes, more than the ${BOTS_FILE_MAX_BYTES} allowed`]);
     }
