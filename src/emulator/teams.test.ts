@@ -255,6 +255,26 @@ describe("team messages over the gateway", () => {
     expect(emulator.state.messages).toHaveLength(0);
   });
 
+  it.each<[string, Record<string, unknown>, number]>([
+    ["a tid with spaces", { to: " 1500000000" }, 803],
+    ["a tid that is not digits", { to: "team-1" }, 803],
+    ["an ext that is not a string", { ext: { yxAitMsg: {} } }, 414],
+    ["a scene that is not a string", { scene: 1 }, 414],
+    ["an empty text", { text: "" }, 414],
+  ])("answers a team send with %s", async (_case, override, code) => {
+    await teamOf("alice", ["bob"]);
+    const alice = await login("alice");
+    alice.send({ type: "send", scene: "team", to: "1500000000", text: "hi", clientId: "c", ...override });
+    expect(await alice.take((frame) => frame.type === "sent")).toMatchObject({ code });
+    expect(emulator.state.messages).toHaveLength(0);
+  });
+
+  it("refuses a team history for a tid that is not a team", async () => {
+    const alice = await login("alice");
+    alice.send({ type: "history", with: "../../etc", scene: "team" });
+    expect(await alice.take((frame) => frame.type === "error")).toMatchObject({ code: 804 });
+  });
+
   it("delivers the bot's stored team reply to a member who was offline, at the next login", async () => {
     const tid = await teamOf("alice", ["bob", bot]);
     await botSends(tid);
