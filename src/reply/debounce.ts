@@ -9,8 +9,8 @@
  * @module
  */
 import type { InboxMessage, Repositories } from "../storage/repositories.ts";
+import { isResetCommand, isStopCommand } from "../turns/commands.ts";
 import type { Clock } from "./clock.ts";
-import { isResetCommand, isStopCommand } from "./commands.ts";
 
 export interface Burst {
   /** The first message's text and every merged one, joined by newlines. */

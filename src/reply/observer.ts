@@ -16,8 +16,8 @@ export interface ReplyObserver {
   /** One NIM send finished: outcome "ok" or NIM's code. */
   sent?(kind: string, outcome: string, milliseconds: number): void;
   generatorError?(kind: string): void;
-  /** The reply ended: ok, error, blocked, limited, or failed (could not be delivered). */
-  finished?(replyTo: string, status: string): void;
+  /** The reply ended: ok, error, blocked, limited, stopped, skipped, or failed (could not be delivered). */
+  finished?(replyTo: string, status: string, bot?: string): void;
 }
 
 /** One observer that calls each of `observers` in turn (metrics, tests). */

@@ -18,10 +18,11 @@ import type { SendBudget } from "../limits/types.ts";
 import type { Moderator } from "../moderation/types.ts";
 import type { ReplyJob } from "../queue/types.ts";
 import type { InboxMessage, Reply, Repositories } from "../storage/repositories.ts";
-import { type AdmissionOptions, createAdmission } from "./admission.ts";
+import { type AdmissionOptions, createAdmission, parsePayload } from "./admission.ts";
 import { produceAnswer } from "./answer.ts";
 import { abort, type CancelReason, cancelReasonOf, ReplyCancellations } from "./cancellation.ts";
 import type { Clock } from "./clock.ts";
+import { messageIdOfInboxKey } from "./conversation.ts";
 import { gatherBurst, isMergeable } from "./debounce.ts";
 import { startLeaseKeeper } from "./lease-keeper.ts";
 import { apologyText } from "./messages.ts";
@@ -337,7 +338,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         : { status, seqs: writer.nextSeq, characters: writer.text.length, bot: inbox.bot_accid },
       now,
     );
-    observer?.finished?.(inbox.msgid_server, skipped ? "skipped" : delivered ? status : "failed");
+    observer?.finished?.(inbox.msgid_server, skipped ? "skipped" : delivered ? status : "failed", inbox.bot_accid);
   }
 
   /** Admission, after waiting out a burst when REPLY_DEBOUNCE_MS is set; the burst is judged as one text. */
@@ -374,12 +375,15 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
 
 function addressOf(inbox: InboxMessage, reply: Reply): ReplyAddress {
   const team = inbox.scope === "team" && inbox.team_id;
+  const nick = parsePayload<{ fromNick: string }>(inbox.payload).fromNick;
   return {
     botAccid: inbox.bot_accid || inbox.to_accid,
     scope: team ? "team" : "p2p",
     to: team ? (inbox.team_id as string) : inbox.from_accid,
     askerAccid: inbox.from_accid,
-    replyTo: inbox.msgid_server,
+    ...(typeof nick === "string" ? { askerNick: nick } : {}),
+    // A team message that woke several bots is keyed msgidServer#bot; clients see NIM's id.
+    replyTo: messageIdOfInboxKey(inbox.msgid_server),
     ...(inbox.msgid_client ? { replyToClientId: inbox.msgid_client } : {}),
     replyToTimestamp: inbox.msg_timestamp,
     streamId: reply.stream_id,

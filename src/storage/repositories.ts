@@ -298,14 +298,18 @@ export class InboxRepository {
       .execute();
   }
 
-  /** Marks a message recalled; returns the row (undefined when it is not ours). */
-  async markRecalled(msgidServer: string, now: number): Promise<InboxMessage | undefined> {
-    await this.database.kysely
-      .updateTable("inbox")
-      .set({ recalled: 1, updated_at: now })
-      .where("msgid_server", "=", msgidServer)
-      .execute();
-    return this.get(msgidServer);
+  /**
+   * Marks NIM's message recalled: its row, or the rows of every bot a team message woke
+   * (`msgidServer#bot`). Returns the rows (none when the bridge never took that message).
+   */
+  async markRecalled(msgidServer: string, now: number): Promise<InboxMessage[]> {
+    const ofMessage = (expression: ExpressionBuilder<DatabaseSchema, "inbox">) =>
+      expression.or([
+        expression("msgid_server", "=", msgidServer),
+        expression("msgid_server", "like", `${msgidServer}#%`),
+      ]);
+    await this.database.kysely.updateTable("inbox").set({ recalled: 1, updated_at: now }).where(ofMessage).execute();
+    return this.database.kysely.selectFrom("inbox").selectAll().where(ofMessage).execute();
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -24,6 +24,8 @@ export interface ReplyAddress {
   to: string;
   /** The user who asked (in a team, the one to mention). */
   askerAccid: string;
+  /** The asker's nickname from the message copy (hostile input: display only after cleaning). */
+  askerNick?: string;
   /** NIM msgidServer of the user message this reply answers. */
   replyTo: string;
   /** That message's client id and time, for native quoting (thread reply) where known. */
