@@ -184,6 +184,10 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     logger,
     // Two instances must not register the same new user at once (see register/service.ts).
     ...(redis ? { lock: createRedisKeyedLock({ redis, keyPrefix: redisKey("im-bridge:register-lock") }) } : {}),
+    // NIM_TOKEN_MODE=dynamic (issue 16): expiring tokens minted here, no NIM call once the account exists.
+    ...(config.tokens.mode === "dynamic"
+      ? { dynamicTokens: { appKey, appSecret, ttlSeconds: config.tokens.ttlSeconds } }
+      : {}),
   });
   const registerPerUser = optionalLimit(config.limits.registerPerUserPerMinute, redisKey("register-user"), redis);
   const registerPerIp = optionalLimit(config.limits.registerPerIpPerMinute, redisKey("register-ip"), redis);

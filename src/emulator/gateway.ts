@@ -4,10 +4,15 @@
  * of NIM's binary protocol. The demo page and end-to-end tests use it as "the user's browser".
  *
  * Frames (client → server):
- *   {"type":"login","accid","token"}        → {"type":"login","code":200,"accid":"<lower-cased>"}
+ *   {"type":"login","accid","token","authType"?}
+ *                                           → {"type":"login","code":200,"accid":"<lower-cased>"}
  *                                             then {"type":"offline","messages":[…]} (always, maybe [])
  *                                           | {"type":"login","code":302,"desc":"wrong account or token"}
  *                                             then the socket is closed (code 4302)
+ *                                           | {"type":"login","code":<dynamicTokenExpiredCode>,"desc":"token expired"}
+ *                                             then the socket is closed (4000 + that code)
+ *     authType 0 (default): the account's static token. authType 1: NIM's dynamic token
+ *     (nim-protocol §10.4), checked against the app key and secret and the emulator's clock.
  *   {"type":"send","to","text","clientId"}  → {"type":"sent","clientId","code":200,"msgid","timetag"}
  *                                           | {"type":"sent","clientId","code":404|414,"desc"}
  *   {"type":"history","with","limit"?}      → {"type":"history","with","messages":[…]} (oldest first)
@@ -34,6 +39,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
 import { type RawData, WebSocket } from "ws";
+import { checkDynamicToken } from "../nim/dynamic-token.ts";
 import {
   DEFAULT_MESSAGE_OPTION,
   type EmulatorMessage,
@@ -78,14 +84,14 @@ export interface GatewayStreamChunk {
 }
 
 export type GatewayClientFrame =
-  | { type: "login"; accid: string; token: string }
+  | { type: "login"; accid: string; token: string; authType?: 0 | 1 }
   | { type: "send"; to: string; text: string; clientId: string }
   | { type: "history"; with: string; limit?: number }
   | { type: "ping" };
 
 export type GatewayServerFrame =
   | { type: "login"; code: 200; accid: string }
-  | { type: "login"; code: 302; desc: string }
+  | { type: "login"; code: number; desc: string }
   | { type: "offline"; messages: GatewayMessage[] }
   | { type: "sent"; clientId: string; code: 200; msgid: string; timetag: number }
   | { type: "sent"; clientId: string; code: number; desc: string }
@@ -252,10 +258,38 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       return;
     }
     const account = typeof frame.accid === "string" ? state.findAccount(frame.accid) : undefined;
-    if (!account || typeof frame.token !== "string" || frame.token !== account.token) {
+    const refuse = (code: number, desc: string) => {
+      send(session, { type: "login", code, desc });
+      session.socket.close(4000 + (code % 1000), desc);
+    };
+    const authType = frame.authType === undefined ? 0 : frame.authType;
+    if (authType !== 0 && authType !== 1) {
+      refuse(414, "authType must be 0 or 1");
+      return;
+    }
+    if (!account || typeof frame.token !== "string") {
       // NIM's SDK login answers 302 for an unknown account and for a wrong token alike.
-      send(session, { type: "login", code: 302, desc: "wrong account or token" });
-      session.socket.close(loginFailedCloseCode, "wrong account or token");
+      refuse(302, "wrong account or token");
+      return;
+    }
+    if (authType === 1) {
+      const check = state.settings.dynamicTokenLogin
+        ? checkDynamicToken({
+            token: frame.token,
+            appKey: state.settings.appKey,
+            appSecret: state.settings.appSecret,
+            accid: account.accid,
+            nowMs: state.now(),
+            futureToleranceMs: state.settings.dynamicTokenFutureToleranceMs,
+          })
+        : ({ ok: false, reason: "signature" } as const);
+      if (!check.ok) {
+        if (check.reason === "expired") refuse(state.settings.dynamicTokenExpiredCode, "token expired");
+        else refuse(302, "wrong account or token");
+        return;
+      }
+    } else if (frame.token !== account.token) {
+      refuse(302, "wrong account or token");
       return;
     }
     const queued = hub.login(session, account.accid);

@@ -218,6 +218,18 @@ export interface EmulatorSettings {
   streamChunkTimeoutMs: number;
   /** v2 stream messages: the most characters all chunks together may carry (NIM: 5000). */
   streamTextLimit: number;
+  /**
+   * Accept dynamic-token logins (authType 1, nim-protocol §10.4). NIM enables them per app in the
+   * console; default true here.
+   */
+  dynamicTokenLogin: boolean;
+  /**
+   * The login code for an expired dynamic token. UNCONFIRMED at NIM (LIKELY 302, the code of every
+   * other refused login); default 302.
+   */
+  dynamicTokenExpiredCode: number;
+  /** How far a dynamic token's curTime may lie ahead of the emulator's clock (NIM's tolerance is unknown). */
+  dynamicTokenFutureToleranceMs: number;
 }
 
 export interface EmulatorStateOptions {
@@ -243,6 +255,9 @@ export interface EmulatorStateOptions {
   callbackFaults?: CallbackFaults;
   streamChunkTimeoutMs?: number;
   streamTextLimit?: number;
+  dynamicTokenLogin?: boolean;
+  dynamicTokenExpiredCode?: number;
+  dynamicTokenFutureToleranceMs?: number;
 }
 
 export interface MessageFilter {
@@ -319,6 +334,9 @@ export class NimEmulatorState {
       callbackFaults: options.callbackFaults ?? {},
       streamChunkTimeoutMs: options.streamChunkTimeoutMs ?? 30_000,
       streamTextLimit: options.streamTextLimit ?? 5000,
+      dynamicTokenLogin: options.dynamicTokenLogin ?? true,
+      dynamicTokenExpiredCode: options.dynamicTokenExpiredCode ?? 302,
+      dynamicTokenFutureToleranceMs: options.dynamicTokenFutureToleranceMs ?? 300_000,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.

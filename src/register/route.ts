@@ -167,6 +167,8 @@ async function addRegisterRoute(app: FastifyInstance, options: RegisterRouteOpti
       refresh: body.refresh ?? false,
     });
     // An explicit shape: nothing else the service might return ever leaks into the answer.
-    return reply.status(200).send({ accid: result.accid, token: result.token, bot: result.bot });
+    return reply
+      .status(200)
+      .send({ accid: result.accid, token: result.token, bot: result.bot, expires_at: result.expiresAt });
   });
 }
