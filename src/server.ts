@@ -17,6 +17,7 @@ import { createRateLimit, createReplyLimits, createSendBudget } from "./limits/i
 import type { RateLimit } from "./limits/types.ts";
 import { createMetrics, metricsRoute } from "./metrics/index.ts";
 import { createModerator } from "./moderation/index.ts";
+import { createUserMessageModeration } from "./moderation/user-messages.ts";
 import { createNimClient } from "./nim/client.ts";
 import { isAlreadyRegisteredError } from "./nim/errors.ts";
 import type { NimClient } from "./nim/types.ts";
@@ -122,6 +123,22 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     failOpen: config.moderation.failOpen,
     logger,
   });
+  // MODERATE_USER_MESSAGES (issue 16): user↔user messages from the copy, checked in the background.
+  const userModeration =
+    config.userModeration.enabled && moderator
+      ? createUserMessageModeration({
+          moderator,
+          nim,
+          audit: repositories.audit,
+          isBot: (accid) => accid === botAccid.toLowerCase(),
+          noticeFrom: botAccid,
+          recall: config.userModeration.recall,
+          notice: config.userModeration.recallNotice,
+          respectNimAntispam: config.moderation.respectNimAntispam,
+          logger,
+          now: () => clock.now(),
+        })
+      : undefined;
   const limitBackend = redis ? { redis } : {};
   const replyLimits =
     config.limits.replyPerMinute > 0 || config.limits.replyPerDay > 0
@@ -248,6 +265,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         clock,
         guard: callbackGuard,
         onOutcome: (outcome, detail) => metrics.callbackOutcome(outcome, detail),
+        ...(userModeration ? { onMessage: (event) => userModeration.consider(event) } : {}),
       }),
       registerWithPerIpLimit,
     ];
@@ -270,6 +288,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       closed = true;
       await app.close();
       await worker?.stop();
+      await userModeration?.idle();
       moderator?.close?.();
       if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
       await redis?.quit().catch(() => redis.disconnect());

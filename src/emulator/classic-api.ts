@@ -313,6 +313,44 @@ const endpoints: Record<string, Endpoint> = {
     return { code: 200, data: { msgid: BigInt(msgid), timetag, antispam: false } };
   },
 
+  // Parameters as the official server SDKs send them (nim-protocol: NimRecallRequest in nim/types.ts).
+  // The codes for an unknown, already recalled or too old message are not documented: 414 with a
+  // desc naming the problem, NIM's family for parameter errors.
+  "msg/recall.action": (fields, state) => {
+    const deleteMsgid = requireField(fields, "deleteMsgid");
+    if (!/^\d+$/.test(deleteMsgid)) throw new ClassicApiError(414, "deleteMsgid illegal");
+    const timetagText = requireField(fields, "timetag");
+    if (!/^\d+$/.test(timetagText)) throw new ClassicApiError(414, "timetag illegal");
+    const type = requireChoice(fields, "type", ["7", "8"]);
+    const from = requireField(fields, "from");
+    const to = requireField(fields, "to");
+    const description = optionalField(fields, "msg", 128);
+    const ignoreTime = fields.ignoreTime;
+    if (ignoreTime !== undefined && ignoreTime !== "" && ignoreTime !== "1") {
+      throw new ClassicApiError(414, "ignoreTime illegal");
+    }
+    optionalField(fields, "pushcontent", 500);
+    optionalJsonField(fields, "payload", 2048);
+    optionalField(fields, "attach", 5000);
+    const message = state.findMessage(deleteMsgid);
+    const ope = type === "8" ? 1 : 0;
+    if (
+      !message ||
+      message.ope !== ope ||
+      message.from !== from.toLowerCase() ||
+      message.to !== to.toLowerCase() ||
+      String(message.timetag) !== timetagText
+    ) {
+      throw new ClassicApiError(414, "msg not exist");
+    }
+    if (message.recalled) throw new ClassicApiError(414, "msg already recalled");
+    const age = state.now() - message.timetag;
+    const limit = ignoreTime === "1" ? 30 * 24 * 3600 * 1000 : state.settings.recallTimeLimitMs;
+    if (age > limit) throw new ClassicApiError(414, "msg recall time expired");
+    state.recordRecall(message, description);
+    return { code: 200 };
+  },
+
   "msg/sendAttachMsg.action": (fields, state) => {
     const from = requireField(fields, "from");
     const msgtype = requireChoice(fields, "msgtype", ["0", "1"]);

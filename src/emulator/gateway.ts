@@ -23,6 +23,8 @@
  * Server → client, pushed:
  *   {"type":"message","message":{msgid,from,to,type,body,timetag,option,…}} for every message to the
  *     logged-in accid, to every open session of it, whichever API sent it;
+ *   {"type":"recall","msgid","from","to","description"?} to both sides when msg/recall.action
+ *     withdrew a message (it also leaves history and the offline queue);
  *   {"type":"stream","message":{message_server_id,from,to,text,index,finish,…}} for each non-final
  *     chunk of a v2 stream message (`text` is the accumulated text); the finished stream then
  *     arrives as an ordinary stored `message` whose msgid equals message_server_id.
@@ -98,6 +100,7 @@ export type GatewayServerFrame =
   | { type: "message"; message: GatewayMessage }
   | { type: "stream"; message: GatewayStreamChunk }
   | { type: "history"; with: string; messages: GatewayMessage[] }
+  | { type: "recall"; msgid: string; from: string; to: string; description?: string }
   | { type: "pong" }
   | { type: "error"; code: number; desc: string };
 
@@ -121,9 +124,14 @@ export class GatewayHub {
 
   constructor(private readonly state: NimEmulatorState) {}
 
-  /** Starts delivering every accepted message; returns the unsubscribe function. */
+  /** Starts delivering every accepted message and recall; returns the unsubscribe function. */
   start(): () => void {
-    return this.state.onMessage((message) => this.deliver(message));
+    const stopMessages = this.state.onMessage((message) => this.deliver(message));
+    const stopRecalls = this.state.onRecall((message) => this.deliverRecall(message));
+    return () => {
+      stopMessages();
+      stopRecalls();
+    };
   }
 
   /** Accids with at least one open, logged-in session. */
@@ -174,6 +182,20 @@ export class GatewayHub {
     const queue = this.state.undelivered.get(message.to) ?? [];
     queue.push(message);
     this.state.undelivered.set(message.to, queue);
+  }
+
+  /** Both sides see the message withdrawn (NIM's SDKs raise a recall event on each device). */
+  private deliverRecall(message: EmulatorMessage): void {
+    if (message.ope !== 0) return;
+    const frame: GatewayServerFrame = {
+      type: "recall",
+      msgid: message.msgid,
+      from: message.from,
+      to: message.to,
+      ...(message.recalled?.description ? { description: message.recalled.description } : {}),
+    };
+    this.sendTo(message.to, frame);
+    this.sendTo(message.from, frame);
   }
 
   private openSessionsOf(accid: string): GatewaySession[] {

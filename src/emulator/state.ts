@@ -88,6 +88,8 @@ export interface EmulatorMessage {
   timetag: number;
   /** Every form field as received, for parameters the emulator does not model. */
   fields: Record<string, string>;
+  /** Set once msg/recall.action withdrew it: gone from history and offline queues. */
+  recalled?: { at: number; description?: string };
 }
 
 export interface EmulatorNotificationOption {
@@ -230,6 +232,11 @@ export interface EmulatorSettings {
   dynamicTokenExpiredCode: number;
   /** How far a dynamic token's curTime may lie ahead of the emulator's clock (NIM's tolerance is unknown). */
   dynamicTokenFutureToleranceMs: number;
+  /**
+   * msg/recall.action without ignoreTime refuses messages older than this. NIM's default for the
+   * server API is not documented (clients default to 2 minutes); ignoreTime=1 allows 30 days.
+   */
+  recallTimeLimitMs: number;
 }
 
 export interface EmulatorStateOptions {
@@ -258,6 +265,7 @@ export interface EmulatorStateOptions {
   dynamicTokenLogin?: boolean;
   dynamicTokenExpiredCode?: number;
   dynamicTokenFutureToleranceMs?: number;
+  recallTimeLimitMs?: number;
 }
 
 export interface MessageFilter {
@@ -337,6 +345,7 @@ export class NimEmulatorState {
       dynamicTokenLogin: options.dynamicTokenLogin ?? true,
       dynamicTokenExpiredCode: options.dynamicTokenExpiredCode ?? 302,
       dynamicTokenFutureToleranceMs: options.dynamicTokenFutureToleranceMs ?? 300_000,
+      recallTimeLimitMs: options.recallTimeLimitMs ?? 120_000,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.
@@ -362,6 +371,28 @@ export class NimEmulatorState {
   recordMessage(message: EmulatorMessage): void {
     this.messages.push(message);
     this.events.emit("message", message);
+  }
+
+  /** Marks a message recalled, drops it from offline queues and tells listeners (the gateway). */
+  recordRecall(message: EmulatorMessage, description: string | undefined): void {
+    message.recalled = { at: this.now(), ...(description ? { description } : {}) };
+    for (const [accid, queued] of this.undelivered) {
+      const kept = queued.filter((entry) => entry !== message);
+      if (kept.length === 0) this.undelivered.delete(accid);
+      else this.undelivered.set(accid, kept);
+    }
+    this.events.emit("recall", message);
+  }
+
+  /** Listens to recalls; returns the unsubscribe function. */
+  onRecall(listener: (message: EmulatorMessage) => void): () => void {
+    this.events.on("recall", listener);
+    return () => this.events.off("recall", listener);
+  }
+
+  /** The accepted message with this msgid, if any. */
+  findMessage(msgid: string): EmulatorMessage | undefined {
+    return this.messages.find((message) => message.msgid === msgid);
   }
 
   recordCallback(record: EmulatorCallbackRecord): void {
@@ -451,6 +482,7 @@ export class NimEmulatorState {
     const messages = this.messages.filter(
       (message) =>
         isStoredMessage(message) &&
+        message.recalled === undefined &&
         message.ope === 0 &&
         ((message.from === self && message.to === other) || (message.from === other && message.to === self)),
     );
