@@ -13,6 +13,7 @@ import type { ReplyGenerator } from "./generators/types.ts";
 import { buildHttpApp } from "./http/app.ts";
 import { HttpError } from "./http/errors.ts";
 import { createLogger, type Logger } from "./http/logger.ts";
+import { interceptRoute } from "./intercept/route.ts";
 import { createRateLimit, createReplyLimits, createSendBudget } from "./limits/index.ts";
 import type { RateLimit } from "./limits/types.ts";
 import { createMetrics, metricsRoute } from "./metrics/index.ts";
@@ -268,6 +269,22 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         ...(userModeration ? { onMessage: (event) => userModeration.consider(event) } : {}),
       }),
       registerWithPerIpLimit,
+      // INTERCEPT_ENABLED (issue 16): NIM's before-delivery third-party callback at POST /im/intercept.
+      ...(config.userModeration.intercept.enabled && moderator
+        ? [
+            interceptRoute({
+              appSecret: callbackSecret,
+              windowMs: config.callback.timeWindowSeconds * 1000,
+              clock,
+              timers: clock,
+              audit: repositories.audit,
+              moderator,
+              isBot: (accid) => accid === callbackBot.toLowerCase(),
+              settings: config.userModeration.intercept,
+              guard: callbackGuard,
+            }),
+          ]
+        : []),
     ];
   }
 

@@ -42,6 +42,7 @@ import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
 import { type RawData, WebSocket } from "ws";
 import { checkDynamicToken } from "../nim/dynamic-token.ts";
+import { askIntercept } from "./intercept.ts";
 import {
   DEFAULT_MESSAGE_OPTION,
   type EmulatorMessage,
@@ -243,11 +244,17 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
 
   function handleFrame(session: GatewaySession, text: string): void {
     const answer = answerFrame(session, text);
-    if (answer) send(session, answer);
+    if (answer instanceof Promise) {
+      // Only a send waiting for the third-party callback is asynchronous; it never rejects.
+      void answer.then((frame) => send(session, frame));
+    } else if (answer) send(session, answer);
   }
 
   /** The answer to one client frame; undefined when the handler sent its frames itself (login). */
-  function answerFrame(session: GatewaySession, text: string): GatewayServerFrame | undefined {
+  function answerFrame(
+    session: GatewaySession,
+    text: string,
+  ): GatewayServerFrame | Promise<GatewayServerFrame> | undefined {
     let frame: unknown;
     try {
       frame = JSON.parse(text);
@@ -319,7 +326,11 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     send(session, { type: "offline", messages: queued.map(toGatewayMessage) });
   }
 
-  function sendText(session: GatewaySession, from: string, frame: Record<string, unknown>): GatewayServerFrame {
+  function sendText(
+    session: GatewaySession,
+    from: string,
+    frame: Record<string, unknown>,
+  ): GatewayServerFrame | Promise<GatewayServerFrame> {
     const clientId = typeof frame.clientId === "string" && frame.clientId !== "" ? frame.clientId : undefined;
     const answerClientId = clientId ?? "";
     const fail = (code: number, desc: string): GatewayServerFrame => ({
@@ -338,8 +349,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
 
     const msgid = state.allocateMessageId();
     const timetag = state.now();
-    // Recording delivers it to the receiver's sessions and starts the copy to the callback URL.
-    state.recordMessage({
+    const message: EmulatorMessage = {
       msgid,
       msgidClient: clientId ?? randomUUID(),
       source: "client",
@@ -353,8 +363,18 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       option: { ...DEFAULT_MESSAGE_OPTION },
       timetag,
       fields: {},
-    });
-    return { type: "sent", clientId: answerClientId, code: 200, msgid, timetag };
+    };
+    const accepted = (): GatewayServerFrame => {
+      // Recording delivers it to the receiver's sessions and starts the copy to the callback URL.
+      state.recordMessage(message);
+      return { type: "sent", clientId: answerClientId, code: 200, msgid, timetag };
+    };
+    const interceptUrl = state.settings.interceptUrl;
+    if (!interceptUrl) return accepted();
+    // NIM's third-party callback decides before delivery; a rejection is 403 in the sender's SDK.
+    return askIntercept(state, interceptUrl, message).then((decision) =>
+      decision === "allow" ? accepted() : fail(403, "rejected by the third-party callback"),
+    );
   }
 
   function history(accid: string, frame: Record<string, unknown>): GatewayServerFrame {

@@ -55,6 +55,7 @@ export type {
   CallbackFilter,
   EmulatorAccount,
   EmulatorCallbackRecord,
+  EmulatorInterceptRecord,
   EmulatorMessage,
   EmulatorMessageOption,
   EmulatorMessageSource,

@@ -159,6 +159,22 @@ export interface EmulatorCallbackRecord {
   delivered: boolean;
 }
 
+/** One third-party callback (第三方回调) before a gateway send was delivered. */
+export interface EmulatorInterceptRecord {
+  url: string;
+  body: string;
+  /** HTTP status of the answer; undefined on a network error or timeout. */
+  status?: number;
+  /** The parsed answer, when it was JSON. */
+  answer?: unknown;
+  error?: string;
+  /** What NIM did with the message. */
+  decision: "allow" | "reject";
+  /** Whether the answer decided, or the default policy (failure, timeout, unusable answer). */
+  decidedBy: "answer" | "default-policy";
+  durationMs: number;
+}
+
 /** One request as the emulator answered it. */
 export interface EmulatorRequestRecord {
   path: string;
@@ -237,6 +253,17 @@ export interface EmulatorSettings {
    * server API is not documented (clients default to 2 minutes); ignoreTime=1 allows 30 days.
    */
   recallTimeLimitMs: number;
+  /**
+   * NIM's third-party callback (第三方回调) for gateway sends: when set, every text a client sends is
+   * POSTed here (signed like a copy) before delivery, and delivered only if the answer allows it.
+   */
+  interceptUrl: string | undefined;
+  /** How long NIM waits for the intercept's answer: 2 s (documented). */
+  interceptTimeoutMs: number;
+  /** The console's default result when the intercept fails or times out (documented as configurable). */
+  interceptDefaultPolicy: "allow" | "reject";
+  /** UNCONFIRMED: the answer's `errCode` that lets a message through (public integrations: 0). */
+  interceptAllowErrCode: number;
 }
 
 export interface EmulatorStateOptions {
@@ -266,6 +293,10 @@ export interface EmulatorStateOptions {
   dynamicTokenExpiredCode?: number;
   dynamicTokenFutureToleranceMs?: number;
   recallTimeLimitMs?: number;
+  interceptUrl?: string;
+  interceptTimeoutMs?: number;
+  interceptDefaultPolicy?: "allow" | "reject";
+  interceptAllowErrCode?: number;
 }
 
 export interface MessageFilter {
@@ -301,6 +332,8 @@ export class NimEmulatorState {
   readonly requests: EmulatorRequestRecord[] = [];
   /** Every message-copy and validation POST attempt, in the order they completed. */
   readonly callbacks: EmulatorCallbackRecord[] = [];
+  /** Every third-party callback (第三方回调) the gateway made, in order. */
+  readonly intercepts: EmulatorInterceptRecord[] = [];
   /** v2 stream messages by message_server_id. */
   readonly streams = new Map<string, EmulatorStream>();
   /**
@@ -346,6 +379,10 @@ export class NimEmulatorState {
       dynamicTokenExpiredCode: options.dynamicTokenExpiredCode ?? 302,
       dynamicTokenFutureToleranceMs: options.dynamicTokenFutureToleranceMs ?? 300_000,
       recallTimeLimitMs: options.recallTimeLimitMs ?? 120_000,
+      interceptUrl: options.interceptUrl,
+      interceptTimeoutMs: options.interceptTimeoutMs ?? 2_000,
+      interceptDefaultPolicy: options.interceptDefaultPolicy ?? "allow",
+      interceptAllowErrCode: options.interceptAllowErrCode ?? 0,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.
@@ -517,6 +554,7 @@ export class NimEmulatorState {
     this.notifications.length = 0;
     this.requests.length = 0;
     this.callbacks.length = 0;
+    this.intercepts.length = 0;
     for (const stream of this.streams.values()) clearTimeout(stream.timer);
     this.streams.clear();
     this.undelivered.clear();
