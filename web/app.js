@@ -105,8 +105,13 @@ const elements = {
 let language = localStorage.getItem(LANGUAGE_KEY) ?? (navigator.language.startsWith("zh") ? "zh" : "en");
 /** From GET /demo/config: { gatewayUrl, bot, generator }. */
 let config;
-/** { name, accid, token, bot } once registered; undefined when logged out. */
+/**
+ * { name, accid, token, bot, expiresAt } once registered; undefined when logged out. `expiresAt`
+ * (ms) is set when im-bridge hands out expiring tokens (NIM_TOKEN_MODE=dynamic), null otherwise.
+ */
 let session;
+/** Renews an expiring token ahead of time (see scheduleRenewal). */
+let renewalTimer;
 let socket;
 let reconnectTimer;
 let reconnectAttempts = 0;
@@ -189,7 +194,42 @@ async function postJson(path, body, bearer) {
 async function signIn(name, refresh) {
   const login = await postJson("/demo/login", { name });
   const registration = await postJson("/im/register", { user_id: login.user_id, name, refresh }, login.token);
-  session = { name, accid: registration.accid, token: registration.token, bot: registration.bot };
+  const expiresAt = registration.expires_at ? Date.parse(registration.expires_at) : null;
+  session = { name, accid: registration.accid, token: registration.token, bot: registration.bot, expiresAt };
+  scheduleRenewal();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiring tokens (NIM_TOKEN_MODE=dynamic, docs/client.md "Expiring tokens")
+// ---------------------------------------------------------------------------------------------
+
+/** How long before expiry a token is renewed: a tenth of its lifetime, between 10 s and 5 min. */
+function renewalMargin(lifetimeMs) {
+  return Math.min(300_000, Math.max(10_000, lifetimeMs / 10));
+}
+
+/** Whether the session's token is missing or too close to its expiry to log in with. */
+function tokenNeedsRenewal(now = Date.now()) {
+  if (!session?.expiresAt) return false;
+  return session.expiresAt - now <= renewalMargin(session.expiresAt - now);
+}
+
+/**
+ * Fetches a fresh token shortly before the current one expires, so a reconnect at any moment logs
+ * in with a valid one. The open connection is left alone: NIM checks the token at login only.
+ * (With NIM's SDK: v10 passes a `tokenProvider`, v9 sets the new token in `onwillreconnect`.)
+ */
+function scheduleRenewal() {
+  clearTimeout(renewalTimer);
+  if (!session?.expiresAt) return;
+  const lifetime = session.expiresAt - Date.now();
+  const delay = Math.max(0, lifetime - renewalMargin(lifetime));
+  const name = session.name;
+  renewalTimer = setTimeout(() => {
+    if (session?.name !== name) return;
+    // A failed renewal is retried at the next (re)connect, which renews a token about to expire.
+    signIn(name, false).catch(() => {});
+  }, delay);
 }
 
 elements.loginForm.addEventListener("submit", (event) => {
@@ -231,6 +271,7 @@ function showChat() {
 elements.logout.addEventListener("click", () => {
   localStorage.removeItem(NAME_KEY);
   session = undefined;
+  clearTimeout(renewalTimer);
   disconnect();
   clearConversation();
   elements.chatView.hidden = true;
@@ -261,10 +302,15 @@ async function connect() {
   // After a restart of `npm start` the emulator listens on another port: ask again where it is.
   if (reconnecting) config = (await fetchConfig().catch(() => undefined)) ?? config;
   if (!session || socket) return;
+  // Like v10's tokenProvider: never log in with a token that is about to expire.
+  if (tokenNeedsRenewal()) await signIn(session.name, false).catch(() => {});
+  if (!session || socket) return;
   const current = new WebSocket(config.gatewayUrl);
   socket = current;
   current.addEventListener("open", () => {
-    current.send(JSON.stringify({ type: "login", accid: session.accid, token: session.token }));
+    // authType 1: NIM's dynamic token; 0 (the default): the static one.
+    const authType = session.expiresAt ? 1 : 0;
+    current.send(JSON.stringify({ type: "login", accid: session.accid, token: session.token, authType }));
   });
   current.addEventListener("message", (event) => {
     let frame;
@@ -350,6 +396,7 @@ async function loginRefused(frame) {
     }
   }
   session = undefined;
+  clearTimeout(renewalTimer);
   setConnection("idle");
   elements.chatView.hidden = true;
   elements.loginView.hidden = false;
