@@ -48,9 +48,38 @@ export class CallbackDispatcher {
     private readonly closing: AbortSignal,
   ) {}
 
-  /** Starts copying every accepted message; returns the unsubscribe function. */
+  /** Starts copying every accepted message and every recall; returns the unsubscribe function. */
   start(): () => void {
-    return this.state.onMessage((message) => this.copy(message));
+    const stopMessages = this.state.onMessage((message) => this.copy(message));
+    const stopRecalls = this.state.onRecall((message) => this.copyRecall(message));
+    return () => {
+      stopMessages();
+      stopRecalls();
+    };
+  }
+
+  /**
+   * NIM copies a recall too (其他抄送, nim-protocol §10.1): eventType "7" (P2P) or "8" (team) with
+   * `from`, `to`, `msgId` (the recalled message's server id), `clientId`, `deleteTime`, `sendTime`,
+   * `fromClientType`, `selfMsg`, `attach`, all strings. `selfMsg` "true": the sender withdrew their
+   * own message, which is what msg/recall.action does on the sender's behalf.
+   */
+  copyRecall(message: EmulatorMessage): void {
+    const url = this.state.settings.callbackUrl;
+    if (!url || !message.recalled) return;
+    const body = JSON.stringify({
+      eventType: message.ope === 1 ? "8" : "7",
+      from: message.from,
+      to: message.to,
+      msgId: message.msgid,
+      clientId: message.msgidClient,
+      deleteTime: String(message.recalled.at),
+      sendTime: String(message.timetag),
+      fromClientType: "REST",
+      selfMsg: "true",
+      attach: message.recalled.attach ?? "",
+    });
+    this.track(this.deliverCopy(url, body, message.msgid));
   }
 
   /** Whether NIM would copy this message (see the module comment). */

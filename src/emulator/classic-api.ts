@@ -331,7 +331,7 @@ const endpoints: Record<string, Endpoint> = {
     }
     optionalField(fields, "pushcontent", 500);
     optionalJsonField(fields, "payload", 2048);
-    optionalField(fields, "attach", 5000);
+    const attach = optionalField(fields, "attach", 5000);
     const message = state.findMessage(deleteMsgid);
     const ope = type === "8" ? 1 : 0;
     if (
@@ -347,7 +347,8 @@ const endpoints: Record<string, Endpoint> = {
     const age = state.now() - message.timetag;
     const limit = ignoreTime === "1" ? 30 * 24 * 3600 * 1000 : state.settings.recallTimeLimitMs;
     if (age > limit) throw new ClassicApiError(414, "msg recall time expired");
-    state.recordRecall(message, description);
+    // Recording tells the gateway (both sides drop it) and starts the recall copy (eventType 7).
+    state.recordRecall(message, description, attach);
     return { code: 200 };
   },
 

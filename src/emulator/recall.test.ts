@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createNimClient } from "../nim/client.ts";
 import { NimError } from "../nim/errors.ts";
 import { type RunningNimEmulator, startNimEmulator } from "./index.ts";
-import { signedPost } from "./test-clients.ts";
+import { CallbackReceiver, signedPost } from "./test-clients.ts";
 
 const APP_KEY = "recall-key";
 const APP_SECRET = "recall-secret";
@@ -67,6 +67,38 @@ describe("msg/recall.action", () => {
       ignoreTime: "1",
     });
     expect(emulator.state.findMessage(msgid)!.recalled).toEqual({ at: clock, description: "withdrawn" });
+  });
+
+  it("copies the recall to the callback URL as eventType 7, signed like a message copy", async () => {
+    const receiver = await CallbackReceiver.start();
+    try {
+      const { msgid, timetag } = await sent();
+      emulator.settings.callbackUrl = receiver.url;
+      await client().recallMessage({
+        msgidServer: msgid,
+        timetag,
+        conversation: "person",
+        from: "u_alice",
+        to: "u_bob",
+        attach: '{"why":"moderation"}',
+      });
+      const [copy] = await receiver.waitFor(1);
+      expect(JSON.parse(copy!.rawBody.toString())).toEqual({
+        eventType: "7",
+        from: "u_alice",
+        to: "u_bob",
+        msgId: msgid,
+        clientId: emulator.state.findMessage(msgid)!.msgidClient,
+        deleteTime: String(clock),
+        sendTime: String(timetag),
+        fromClientType: "REST",
+        selfMsg: "true",
+        attach: '{"why":"moderation"}',
+      });
+      expect(copy!.headers.checksum).toMatch(/^[0-9a-f]{40}$/);
+    } finally {
+      await receiver.close();
+    }
   });
 
   it("writes type 8 for a team (the emulator has no teams, so NIM's answer is 'not found')", async () => {

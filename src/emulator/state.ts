@@ -89,7 +89,7 @@ export interface EmulatorMessage {
   /** Every form field as received, for parameters the emulator does not model. */
   fields: Record<string, string>;
   /** Set once msg/recall.action withdrew it: gone from history and offline queues. */
-  recalled?: { at: number; description?: string };
+  recalled?: { at: number; description?: string; attach?: string };
 }
 
 export interface EmulatorNotificationOption {
@@ -411,8 +411,8 @@ export class NimEmulatorState {
   }
 
   /** Marks a message recalled, drops it from offline queues and tells listeners (the gateway). */
-  recordRecall(message: EmulatorMessage, description: string | undefined): void {
-    message.recalled = { at: this.now(), ...(description ? { description } : {}) };
+  recordRecall(message: EmulatorMessage, description: string | undefined, attach?: string): void {
+    message.recalled = { at: this.now(), ...(description ? { description } : {}), ...(attach ? { attach } : {}) };
     for (const [accid, queued] of this.undelivered) {
       const kept = queued.filter((entry) => entry !== message);
       if (kept.length === 0) this.undelivered.delete(accid);
