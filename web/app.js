@@ -181,20 +181,29 @@ function renderSuggestions() {
 // Site login and registration
 // ---------------------------------------------------------------------------------------------
 
+/** POSTs JSON; resolves with the answer and the server's clock (its Date header, ms) or throws. */
 async function postJson(path, body, bearer) {
   const headers = { "content-type": "application/json" };
   if (bearer) headers.authorization = `Bearer ${bearer}`;
   const response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
   const answer = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(answer.error?.message ?? `${path}: HTTP ${response.status}`);
-  return answer;
+  const serverTime = Date.parse(response.headers.get("date") ?? "");
+  return { answer, serverTime: Number.isNaN(serverTime) ? Date.now() : serverTime };
 }
 
 /** The site's login (a stand-in), then /im/register with the site's JWT: accid + token for NIM. */
 async function signIn(name, refresh) {
-  const login = await postJson("/demo/login", { name });
-  const registration = await postJson("/im/register", { user_id: login.user_id, name, refresh }, login.token);
-  const expiresAt = registration.expires_at ? Date.parse(registration.expires_at) : null;
+  const { answer: login } = await postJson("/demo/login", { name });
+  const { answer: registration, serverTime } = await postJson(
+    "/im/register",
+    { user_id: login.user_id, name, refresh },
+    login.token,
+  );
+  // expires_at is on the server's clock. A page whose clock runs ahead would otherwise think the
+  // token nearly expired and renew at once, again and again; so it is moved onto this page's clock.
+  const skew = Date.now() - serverTime;
+  const expiresAt = registration.expires_at ? Date.parse(registration.expires_at) + skew : null;
   session = { name, accid: registration.accid, token: registration.token, bot: registration.bot, expiresAt };
   scheduleRenewal();
 }
@@ -202,6 +211,9 @@ async function signIn(name, refresh) {
 // ---------------------------------------------------------------------------------------------
 // Expiring tokens (NIM_TOKEN_MODE=dynamic, docs/client.md "Expiring tokens")
 // ---------------------------------------------------------------------------------------------
+
+/** Renewals never follow each other faster than this, whatever the clocks say. */
+const MINIMUM_RENEWAL_INTERVAL_MS = 5_000;
 
 /** How long before expiry a token is renewed: a tenth of its lifetime, between 10 s and 5 min. */
 function renewalMargin(lifetimeMs) {
@@ -223,7 +235,7 @@ function scheduleRenewal() {
   clearTimeout(renewalTimer);
   if (!session?.expiresAt) return;
   const lifetime = session.expiresAt - Date.now();
-  const delay = Math.max(0, lifetime - renewalMargin(lifetime));
+  const delay = Math.max(MINIMUM_RENEWAL_INTERVAL_MS, lifetime - renewalMargin(lifetime));
   const name = session.name;
   renewalTimer = setTimeout(() => {
     if (session?.name !== name) return;
