@@ -16,11 +16,13 @@ import { createGenerator } from "./generators/index.ts";
 import type { ReplyGenerator } from "./generators/types.ts";
 import { buildHttpApp } from "./http/app.ts";
 import { createLogger, type Logger } from "./http/logger.ts";
+import { interceptRoute } from "./intercept/route.ts";
 import { enforceLimit, optionalPerMinuteLimit } from "./limits/http.ts";
 import { createReplyLimits, createSendBudget } from "./limits/index.ts";
 import { createRetentionJob } from "./maintenance/retention.ts";
 import { createMetrics, metricsRoute } from "./metrics/index.ts";
 import { createModerator } from "./moderation/index.ts";
+import { createUserMessageModeration } from "./moderation/user-messages.ts";
 import { ensureBotAccounts } from "./nim/bot-accounts.ts";
 import { createNimClient } from "./nim/client.ts";
 import type { NimClient } from "./nim/types.ts";
@@ -143,6 +145,22 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     failOpen: config.moderation.failOpen,
     logger,
   });
+  // MODERATE_USER_MESSAGES (issue 16): user↔user messages from the copy, checked in the background.
+  const userModeration =
+    config.userModeration.enabled && moderator
+      ? createUserMessageModeration({
+          moderator,
+          nim,
+          audit: repositories.audit,
+          isBot: (accid) => registry.isBot(accid),
+          noticeFrom: botAccid,
+          recall: config.userModeration.recall,
+          notice: config.userModeration.recallNotice,
+          respectNimAntispam: config.moderation.respectNimAntispam,
+          logger,
+          now: () => clock.now(),
+        })
+      : undefined;
   const limitBackend = redis ? { redis } : {};
   // Per asker and bot: each bot's own limits (BOTS_FILE), defaulting to REPLY_LIMIT_PER_*.
   const replyLimitsByBot = new Map(
@@ -227,6 +245,10 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       logger,
       // Two instances must not register the same new user at once (see register/service.ts).
       ...(redis ? { lock: createRedisKeyedLock({ redis, keyPrefix: redisKey("im-bridge:register-lock") }) } : {}),
+      // NIM_TOKEN_MODE=dynamic: expiring tokens minted here, no NIM call once the account exists.
+      ...(config.tokens.mode === "dynamic"
+        ? { dynamicTokens: { appKey, appSecret, ttlSeconds: config.tokens.ttlSeconds } }
+        : {}),
     }),
     perUserLimit: optionalPerMinuteLimit(config.limits.registerPerUserPerMinute, redisKey("register-user"), redis),
     onOutcome: (outcome) => metrics.registerOutcome(outcome),
@@ -283,7 +305,9 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         const address = sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]);
         await enforceLimit(registerPerIp, address);
       });
-      await scope.register(registerRoute({ service: registerService, authenticator }));
+      await scope.register(
+        registerRoute({ service: registerService, authenticator, bots: () => registry.summaries() }),
+      );
     };
     return [
       callbackRoute({
@@ -296,8 +320,25 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         clientAddress: (request) =>
           sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]),
         onOutcome: (outcome, detail) => metrics.callbackOutcome(outcome, detail),
+        ...(userModeration ? { onMessage: (event) => userModeration.consider(event) } : {}),
       }),
       registerWithPerIpLimit,
+      // INTERCEPT_ENABLED (issue 16): NIM's before-delivery third-party callback at POST /im/intercept.
+      ...(config.userModeration.intercept.enabled && moderator
+        ? [
+            interceptRoute({
+              appSecret: appSecret as string,
+              windowMs: config.callback.timeWindowSeconds * 1000,
+              clock,
+              timers: clock,
+              audit: repositories.audit,
+              moderator,
+              isBot: (accid) => registry.isBot(accid),
+              settings: config.userModeration.intercept,
+              guard: callbackGuard,
+            }),
+          ]
+        : []),
     ];
   }
 
@@ -320,6 +361,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       retention.stop();
       await app.close();
       await worker?.stop();
+      await userModeration?.idle();
       moderator?.close?.();
       await turnControl.close();
       if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();

@@ -133,7 +133,10 @@ const elements = {
 let language = localStorage.getItem(LANGUAGE_KEY) ?? (navigator.language.startsWith("zh") ? "zh" : "en");
 /** From GET /demo/config: { gatewayUrl, bot, bots, generator, room }. */
 let config;
-/** { name, accid, token, bot, bots, room } once registered; undefined when logged out. */
+/**
+ * { name, accid, token, bot, bots, room, expiresAt } once registered; undefined when logged out.
+ * `expiresAt` (ms) is set when im-bridge hands out expiring tokens (NIM_TOKEN_MODE=dynamic), null otherwise.
+ */
 let session;
 /** What is on screen: { scene: "p2p", peer: <bot accid> } or { scene: "team", tid, name }. */
 let conversation;
@@ -143,6 +146,8 @@ const pickedMentions = new Set();
 let mentionAt;
 /** The bot last addressed in the room: where the room's stop and reset go. */
 let lastAddressedBot;
+/** Renews an expiring token ahead of time (see scheduleRenewal). */
+let renewalTimer;
 let socket;
 let reconnectTimer;
 let reconnectAttempts = 0;
@@ -223,13 +228,15 @@ function renderSuggestions() {
 // Site login and registration
 // ---------------------------------------------------------------------------------------------
 
+/** POSTs JSON; resolves with the answer and the server's clock (its Date header, ms) or throws. */
 async function postJson(path, body, bearer) {
   const headers = { "content-type": "application/json" };
   if (bearer) headers.authorization = `Bearer ${bearer}`;
   const response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
   const answer = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(answer.error?.message ?? `${path}: HTTP ${response.status}`);
-  return answer;
+  const serverTime = Date.parse(response.headers.get("date") ?? "");
+  return { answer, serverTime: Number.isNaN(serverTime) ? Date.now() : serverTime };
 }
 
 /**
@@ -238,22 +245,35 @@ async function postJson(path, body, bearer) {
  * teams with NIM's team/add.action). Without a room the page simply offers none.
  */
 async function signIn(name, refresh) {
-  const login = await postJson("/demo/login", { name });
-  const registration = await postJson("/im/register", { user_id: login.user_id, name, refresh }, login.token);
+  const { answer: login } = await postJson("/demo/login", { name });
+  const { answer: registration, serverTime } = await postJson(
+    "/im/register",
+    { user_id: login.user_id, name, refresh },
+    login.token,
+  );
+  // expires_at is on the server's clock. A page whose clock runs ahead would otherwise think the
+  // token nearly expired and renew at once, again and again; so it is moved onto this page's clock.
+  const skew = Date.now() - serverTime;
+  const expiresAt = registration.expires_at ? Date.parse(registration.expires_at) + skew : null;
   const bots = Array.isArray(registration.bots) && registration.bots.length > 0 ? registration.bots : config.bots;
+  const room = session?.name === name ? session.room : undefined;
   session = {
     name,
     accid: registration.accid,
     token: registration.token,
     bot: registration.bot,
     bots: bots ?? [{ accid: registration.bot, name: registration.bot }],
-    room: undefined,
+    room,
+    expiresAt,
   };
-  if (config.room) {
-    session.room = await postJson("/demo/room", {}, login.token).catch((error) => {
-      console.warn("group room unavailable:", error.message);
-      return undefined;
-    });
+  scheduleRenewal();
+  if (config.room && !session.room) {
+    session.room = await postJson("/demo/room", {}, login.token)
+      .then(({ answer }) => answer)
+      .catch((error) => {
+        console.warn("group room unavailable:", error.message);
+        return undefined;
+      });
   }
 }
 
@@ -263,6 +283,42 @@ function botName(accid) {
 
 function isBot(accid) {
   return (session?.bots ?? config?.bots ?? []).some((bot) => bot.accid === accid) || accid === session?.bot;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiring tokens (NIM_TOKEN_MODE=dynamic, docs/client.md "Expiring tokens")
+// ---------------------------------------------------------------------------------------------
+
+/** Renewals never follow each other faster than this, whatever the clocks say. */
+const MINIMUM_RENEWAL_INTERVAL_MS = 5_000;
+
+/** How long before expiry a token is renewed: a tenth of its lifetime, between 10 s and 5 min. */
+function renewalMargin(lifetimeMs) {
+  return Math.min(300_000, Math.max(10_000, lifetimeMs / 10));
+}
+
+/** Whether the session's token is missing or too close to its expiry to log in with. */
+function tokenNeedsRenewal(now = Date.now()) {
+  if (!session?.expiresAt) return false;
+  return session.expiresAt - now <= renewalMargin(session.expiresAt - now);
+}
+
+/**
+ * Fetches a fresh token shortly before the current one expires, so a reconnect at any moment logs
+ * in with a valid one. The open connection is left alone: NIM checks the token at login only.
+ * (With NIM's SDK: v10 passes a `tokenProvider`, v9 sets the new token in `onwillreconnect`.)
+ */
+function scheduleRenewal() {
+  clearTimeout(renewalTimer);
+  if (!session?.expiresAt) return;
+  const lifetime = session.expiresAt - Date.now();
+  const delay = Math.max(MINIMUM_RENEWAL_INTERVAL_MS, lifetime - renewalMargin(lifetime));
+  const name = session.name;
+  renewalTimer = setTimeout(() => {
+    if (session?.name !== name) return;
+    // A failed renewal is retried at the next (re)connect, which renews a token about to expire.
+    signIn(name, false).catch(() => {});
+  }, delay);
 }
 
 elements.loginForm.addEventListener("submit", (event) => {
@@ -397,6 +453,7 @@ elements.logout.addEventListener("click", () => {
   localStorage.removeItem(NAME_KEY);
   session = undefined;
   conversation = undefined;
+  clearTimeout(renewalTimer);
   disconnect();
   clearConversation();
   elements.chatView.hidden = true;
@@ -429,10 +486,15 @@ async function connect() {
   // After a restart of `npm start` the emulator listens on another port: ask again where it is.
   if (reconnecting) config = (await fetchConfig().catch(() => undefined)) ?? config;
   if (!session || socket) return;
+  // Like v10's tokenProvider: never log in with a token that is about to expire.
+  if (tokenNeedsRenewal()) await signIn(session.name, false).catch(() => {});
+  if (!session || socket) return;
   const current = new WebSocket(config.gatewayUrl);
   socket = current;
   current.addEventListener("open", () => {
-    current.send(JSON.stringify({ type: "login", accid: session.accid, token: session.token }));
+    // authType 1: NIM's dynamic token; 0 (the default): the static one.
+    const authType = session.expiresAt ? 1 : 0;
+    current.send(JSON.stringify({ type: "login", accid: session.accid, token: session.token, authType }));
   });
   current.addEventListener("message", (event) => {
     let frame;
@@ -536,6 +598,7 @@ async function loginRefused(frame) {
     }
   }
   session = undefined;
+  clearTimeout(renewalTimer);
   setConnection("idle");
   elements.chatView.hidden = true;
   elements.loginView.hidden = false;

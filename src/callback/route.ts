@@ -10,6 +10,7 @@ import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { HttpError } from "../http/errors.ts";
 import type { Clock } from "../reply/clock.ts";
 import type { BoundedAudit } from "../security/rejection-audit.ts";
+import type { MessageEvent } from "./events.ts";
 import type { Intake } from "./intake.ts";
 import { parseCallbackEvent } from "./parse.ts";
 import { verifyCallback } from "./verify.ts";
@@ -24,6 +25,12 @@ export interface CallbackRouteOptions {
   rejections: BoundedAudit;
   /** Outcome counter for metrics: accepted, duplicate, ignored, rejected, unavailable. */
   onOutcome?: (outcome: CallbackOutcome, detail?: string) => void;
+  /**
+   * Called synchronously with every verified message event (any sender, any conversation) before
+   * the route decides what to do with it; must not block or throw (user-to-user moderation starts
+   * its background check here, see moderation/user-messages.ts).
+   */
+  onMessage?: (event: MessageEvent) => void;
   /** Extra checks before verification (source address allow-list); throw HttpError to refuse. */
   guard?: (request: FastifyRequest) => Promise<void> | void;
   /**
@@ -63,6 +70,7 @@ export function callbackRoute(options: CallbackRouteOptions): FastifyPluginAsync
       }
 
       const event = parseCallbackEvent(rawBody);
+      if (event.kind === "message") options.onMessage?.(event);
       if (event.kind === "validation") {
         options.onOutcome?.("validation");
         return reply.send({ ok: true });

@@ -133,6 +133,31 @@ const environmentSchema = z.object({
    * as one turn (a burst of short messages). 0 = off. Capped at a minute: longer would feel broken.
    */
   REPLY_DEBOUNCE_MS: integer(0, 0, 60_000),
+
+  // --- The site's side (issue 16): dynamic tokens, user-to-user moderation, the intercept. ---
+  /** `static`: NIM's never-expiring token; `dynamic`: NIM's expiring authType 1 token (contract "Tokens"). */
+  NIM_TOKEN_MODE: z.enum(["static", "dynamic"]).default("static"),
+  /** Lifetime of a dynamic token. NIM's own limit is not documented; a day at most is a sane bound. */
+  NIM_TOKEN_TTL_SECONDS: integer(3600, 60, 7 * 24 * 3600),
+  /** Check user↔user P2P and team TEXT messages (from the message copy) with the moderators. */
+  MODERATE_USER_MESSAGES: booleanFlag(false),
+  /** Recall a blocked user↔user message through msg/recall.action (else only audit and notify). */
+  MODERATION_RECALL: booleanFlag(true),
+  /** The notice the sender of a recalled message gets from the bot (empty: none). */
+  MODERATION_RECALL_NOTICE: z
+    .string()
+    .default("你的消息因违反社区规范已被撤回。Your message was withdrawn because it breaks the community rules."),
+  /** Serve NIM's before-delivery third-party callback (第三方回调) at POST /im/intercept. */
+  INTERCEPT_ENABLED: booleanFlag(false),
+  /** Our answer deadline; NIM waits 2 s, so answer well before that. */
+  INTERCEPT_BUDGET_MS: integer(1500, 50, 1900),
+  /** What to answer when the check did not finish in the budget (or failed): allow or block. */
+  INTERCEPT_ON_TIMEOUT: z.enum(["allow", "block"]).default("allow"),
+  /** UNCONFIRMED at NIM: the `errCode` that lets a message through, and the one that stops it. */
+  INTERCEPT_ALLOW_ERR_CODE: z.coerce.number().int().default(0),
+  INTERCEPT_BLOCK_ERR_CODE: z.coerce.number().int().default(1),
+  /** UNCONFIRMED at NIM: the custom `responseCode` returned to the blocked sender's SDK (20000–20099). */
+  INTERCEPT_BLOCK_RESPONSE_CODE: integer(20000, 0, 99_999),
 });
 
 // BOT_GENERATOR must fail loudly on a typo rather than fall back, so it is validated separately.
@@ -212,6 +237,21 @@ export interface Config {
     teamSession: "user" | "team";
     debounceMs: number;
   };
+  /** The site's side (issue 16); see README "Expiring tokens" and "User-to-user moderation". */
+  tokens: { mode: "static" | "dynamic"; ttlSeconds: number };
+  userModeration: {
+    enabled: boolean;
+    recall: boolean;
+    recallNotice: string;
+    intercept: {
+      enabled: boolean;
+      budgetMs: number;
+      onTimeout: "allow" | "block";
+      allowErrCode: number;
+      blockErrCode: number;
+      blockResponseCode: number;
+    };
+  };
 }
 
 export class ConfigurationError extends Error {
@@ -260,6 +300,16 @@ export function loadConfig(
     // written yet, and silently falling back to custom messages would surprise a v10 front end.
     problems.push(
       "NIM_STREAM_MODE: `native` is not available yet in this version; use `custom` (works with every SDK)",
+    );
+  }
+  if (
+    (values.MODERATE_USER_MESSAGES || values.INTERCEPT_ENABLED) &&
+    !values.MODERATION_KEYWORDS_FILE &&
+    !values.MODERATION_HTTP_URL
+  ) {
+    // Checking users' messages with no moderator would silently check nothing.
+    problems.push(
+      `${values.MODERATE_USER_MESSAGES ? "MODERATE_USER_MESSAGES" : "INTERCEPT_ENABLED"}: needs MODERATION_KEYWORDS_FILE or MODERATION_HTTP_URL`,
     );
   }
   if (values.GENERATOR_HTTP_URL && !URL.canParse(values.GENERATOR_HTTP_URL)) {
@@ -341,6 +391,20 @@ export function loadConfig(
       botsFile: values.BOTS_FILE,
       teamSession: values.TEAM_SESSION,
       debounceMs: values.REPLY_DEBOUNCE_MS,
+    },
+    tokens: { mode: values.NIM_TOKEN_MODE, ttlSeconds: values.NIM_TOKEN_TTL_SECONDS },
+    userModeration: {
+      enabled: values.MODERATE_USER_MESSAGES,
+      recall: values.MODERATION_RECALL,
+      recallNotice: values.MODERATION_RECALL_NOTICE,
+      intercept: {
+        enabled: values.INTERCEPT_ENABLED,
+        budgetMs: values.INTERCEPT_BUDGET_MS,
+        onTimeout: values.INTERCEPT_ON_TIMEOUT,
+        allowErrCode: values.INTERCEPT_ALLOW_ERR_CODE,
+        blockErrCode: values.INTERCEPT_BLOCK_ERR_CODE,
+        blockResponseCode: values.INTERCEPT_BLOCK_RESPONSE_CODE,
+      },
     },
   };
 }

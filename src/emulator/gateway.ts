@@ -4,10 +4,18 @@
  * of NIM's binary protocol. The demo page and end-to-end tests use it as "the user's browser".
  *
  * Frames (client → server):
- *   {"type":"login","accid","token"}        → {"type":"login","code":200,"accid":"<lower-cased>"}
+ *   {"type":"login","accid","token","authType"?}
+ *                                           → {"type":"login","code":200,"accid":"<lower-cased>"}
  *                                             then {"type":"offline","messages":[…]} (always, maybe [])
  *                                           | {"type":"login","code":302,"desc":"wrong account or token"}
  *                                             then the socket is closed (code 4302)
+ *                                           | {"type":"login","code":<dynamicTokenExpiredCode>,"desc":"token expired"}
+ *                                             then the socket is closed (4000 + that code)
+ *     authType 0 (default): the account's static token. authType 1: NIM's dynamic token
+ *     (nim-protocol §10.4), checked against the app key and secret and the emulator's clock.
+ *   {"type":"send","to","text","clientId"}  → {"type":"sent","clientId","code":200,"msgid","timetag"}
+ *                                           | {"type":"sent","clientId","code":404|414,"desc"}
+ *   {"type":"history","with","limit"?}      → {"type":"history","with","messages":[…]} (oldest first)
  *   {"type":"send","to","text","clientId","scene"?,"ext"?}
  *                                           → {"type":"sent","clientId","code":200,"msgid","timetag"}
  *                                           | {"type":"sent","clientId","code":404|414|803|804,"desc"}
@@ -46,7 +54,9 @@ import { randomBytes, randomUUID } from "node:crypto";
 import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
 import { type RawData, WebSocket } from "ws";
+import { checkDynamicToken } from "../nim/dynamic-token.ts";
 import { ClassicApiError } from "./errors.ts";
+import { askIntercept } from "./intercept.ts";
 import { recallMessage } from "./recall.ts";
 import {
   DEFAULT_MESSAGE_OPTION,
@@ -100,7 +110,7 @@ export interface GatewayStreamChunk {
 }
 
 export type GatewayClientFrame =
-  | { type: "login"; accid: string; token: string }
+  | { type: "login"; accid: string; token: string; authType?: 0 | 1 }
   | { type: "send"; to: string; text: string; clientId: string; scene?: "p2p" | "team"; ext?: string }
   | { type: "history"; with: string; limit?: number; scene?: "p2p" | "team" }
   | { type: "recall"; msgid: string }
@@ -126,7 +136,7 @@ export interface GatewayTeam {
 
 export type GatewayServerFrame =
   | { type: "login"; code: 200; accid: string }
-  | { type: "login"; code: 302; desc: string }
+  | { type: "login"; code: number; desc: string }
   | { type: "offline"; messages: GatewayMessage[] }
   | { type: "sent"; clientId: string; code: 200; msgid: string; timetag: number }
   | { type: "sent"; clientId: string; code: number; desc: string }
@@ -292,11 +302,17 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
 
   function handleFrame(session: GatewaySession, text: string): void {
     const answer = answerFrame(session, text);
-    if (answer) send(session, answer);
+    if (answer instanceof Promise) {
+      // Only a send waiting for the third-party callback is asynchronous; it never rejects.
+      void answer.then((frame) => send(session, frame));
+    } else if (answer) send(session, answer);
   }
 
   /** The answer to one client frame; undefined when the handler sent its frames itself (login). */
-  function answerFrame(session: GatewaySession, text: string): GatewayServerFrame | undefined {
+  function answerFrame(
+    session: GatewaySession,
+    text: string,
+  ): GatewayServerFrame | Promise<GatewayServerFrame> | undefined {
     let frame: unknown;
     try {
       frame = JSON.parse(text);
@@ -333,10 +349,38 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       return;
     }
     const account = typeof frame.accid === "string" ? state.findAccount(frame.accid) : undefined;
-    if (!account || typeof frame.token !== "string" || frame.token !== account.token) {
+    const refuse = (code: number, desc: string) => {
+      send(session, { type: "login", code, desc });
+      session.socket.close(4000 + (code % 1000), desc);
+    };
+    const authType = frame.authType === undefined ? 0 : frame.authType;
+    if (authType !== 0 && authType !== 1) {
+      refuse(414, "authType must be 0 or 1");
+      return;
+    }
+    if (!account || typeof frame.token !== "string") {
       // NIM's SDK login answers 302 for an unknown account and for a wrong token alike.
-      send(session, { type: "login", code: 302, desc: "wrong account or token" });
-      session.socket.close(loginFailedCloseCode, "wrong account or token");
+      refuse(302, "wrong account or token");
+      return;
+    }
+    if (authType === 1) {
+      const check = state.settings.dynamicTokenLogin
+        ? checkDynamicToken({
+            token: frame.token,
+            appKey: state.settings.appKey,
+            appSecret: state.settings.appSecret,
+            accid: account.accid,
+            nowMs: state.now(),
+            futureToleranceMs: state.settings.dynamicTokenFutureToleranceMs,
+          })
+        : ({ ok: false, reason: "signature" } as const);
+      if (!check.ok) {
+        if (check.reason === "expired") refuse(state.settings.dynamicTokenExpiredCode, "token expired");
+        else refuse(302, "wrong account or token");
+        return;
+      }
+    } else if (frame.token !== account.token) {
+      refuse(302, "wrong account or token");
       return;
     }
     const queued = hub.login(session, account.accid);
@@ -344,7 +388,11 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     send(session, { type: "offline", messages: queued.map((message) => hub.view(message)) });
   }
 
-  function sendText(session: GatewaySession, from: string, frame: Record<string, unknown>): GatewayServerFrame {
+  function sendText(
+    session: GatewaySession,
+    from: string,
+    frame: Record<string, unknown>,
+  ): GatewayServerFrame | Promise<GatewayServerFrame> {
     const clientId = typeof frame.clientId === "string" && frame.clientId !== "" ? frame.clientId : undefined;
     const answerClientId = clientId ?? "";
     const fail = (code: number, desc: string): GatewayServerFrame => ({
@@ -379,8 +427,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
 
     const msgid = state.allocateMessageId();
     const timetag = state.now();
-    // Recording delivers it to the receiver's sessions and starts the copy to the callback URL.
-    state.recordMessage({
+    const message: EmulatorMessage = {
       msgid,
       msgidClient: clientId ?? randomUUID(),
       source: "client",
@@ -395,8 +442,18 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       ...(typeof frame.ext === "string" && frame.ext !== "" && { ext: frame.ext }),
       timetag,
       fields: {},
-    });
-    return { type: "sent", clientId: answerClientId, code: 200, msgid, timetag };
+    };
+    const accepted = (): GatewayServerFrame => {
+      // Recording delivers it to the receiver's sessions and starts the copy to the callback URL.
+      state.recordMessage(message);
+      return { type: "sent", clientId: answerClientId, code: 200, msgid, timetag };
+    };
+    const interceptUrl = state.settings.interceptUrl;
+    if (!interceptUrl) return accepted();
+    // NIM's third-party callback decides before delivery; a rejection is 403 in the sender's SDK.
+    return askIntercept(state, interceptUrl, message).then((decision) =>
+      decision === "allow" ? accepted() : fail(403, "rejected by the third-party callback"),
+    );
   }
 
   function history(accid: string, frame: Record<string, unknown>): GatewayServerFrame {

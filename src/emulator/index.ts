@@ -60,6 +60,7 @@ export type {
   CallbackFilter,
   EmulatorAccount,
   EmulatorCallbackRecord,
+  EmulatorInterceptRecord,
   EmulatorMessage,
   EmulatorMessageOption,
   EmulatorMessageSource,

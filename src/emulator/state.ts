@@ -189,6 +189,22 @@ export interface EmulatorCallbackRecord {
   delivered: boolean;
 }
 
+/** One third-party callback (第三方回调) before a gateway send was delivered. */
+export interface EmulatorInterceptRecord {
+  url: string;
+  body: string;
+  /** HTTP status of the answer; undefined on a network error or timeout. */
+  status?: number;
+  /** The parsed answer, when it was JSON. */
+  answer?: unknown;
+  error?: string;
+  /** What NIM did with the message. */
+  decision: "allow" | "reject";
+  /** Whether the answer decided, or the default policy (failure, timeout, unusable answer). */
+  decidedBy: "answer" | "default-policy";
+  durationMs: number;
+}
+
 /** One request as the emulator answered it. */
 export interface EmulatorRequestRecord {
   path: string;
@@ -261,6 +277,34 @@ export interface EmulatorSettings {
    * console can change it; msg/recall.action with `ignoreTime` 1 is not bound by it.
    */
   recallWindowMs: number;
+  /**
+   * Accept dynamic-token logins (authType 1, nim-protocol §10.4). NIM enables them per app in the
+   * console; default true here.
+   */
+  dynamicTokenLogin: boolean;
+  /**
+   * The login code for an expired dynamic token. UNCONFIRMED at NIM (LIKELY 302, the code of every
+   * other refused login); default 302.
+   */
+  dynamicTokenExpiredCode: number;
+  /** How far a dynamic token's curTime may lie ahead of the emulator's clock (NIM's tolerance is unknown). */
+  dynamicTokenFutureToleranceMs: number;
+  /**
+   * msg/recall.action without ignoreTime refuses messages older than this. NIM's default for the
+   * server API is not documented (clients default to 2 minutes); ignoreTime=1 allows 30 days.
+   */
+  recallTimeLimitMs: number;
+  /**
+   * NIM's third-party callback (第三方回调) for gateway sends: when set, every text a client sends is
+   * POSTed here (signed like a copy) before delivery, and delivered only if the answer allows it.
+   */
+  interceptUrl: string | undefined;
+  /** How long NIM waits for the intercept's answer: 2 s (documented). */
+  interceptTimeoutMs: number;
+  /** The console's default result when the intercept fails or times out (documented as configurable). */
+  interceptDefaultPolicy: "allow" | "reject";
+  /** UNCONFIRMED: the answer's `errCode` that lets a message through (public integrations: 0). */
+  interceptAllowErrCode: number;
 }
 
 export interface EmulatorStateOptions {
@@ -290,6 +334,14 @@ export interface EmulatorStateOptions {
   recallWindowMs?: number;
   /** The first tid handed out. */
   firstTeamId?: string | bigint;
+  dynamicTokenLogin?: boolean;
+  dynamicTokenExpiredCode?: number;
+  dynamicTokenFutureToleranceMs?: number;
+  recallTimeLimitMs?: number;
+  interceptUrl?: string;
+  interceptTimeoutMs?: number;
+  interceptDefaultPolicy?: "allow" | "reject";
+  interceptAllowErrCode?: number;
 }
 
 export interface MessageFilter {
@@ -327,6 +379,8 @@ export class NimEmulatorState {
   readonly requests: EmulatorRequestRecord[] = [];
   /** Every message-copy and validation POST attempt, in the order they completed. */
   readonly callbacks: EmulatorCallbackRecord[] = [];
+  /** Every third-party callback (第三方回调) the gateway made, in order. */
+  readonly intercepts: EmulatorInterceptRecord[] = [];
   /** v2 stream messages by message_server_id. */
   readonly streams = new Map<string, EmulatorStream>();
   /** Teams by tid. */
@@ -378,6 +432,14 @@ export class NimEmulatorState {
       streamTextLimit: options.streamTextLimit ?? 5000,
       copyTeamMessages: options.copyTeamMessages ?? true,
       recallWindowMs: options.recallWindowMs ?? 120_000,
+      dynamicTokenLogin: options.dynamicTokenLogin ?? true,
+      dynamicTokenExpiredCode: options.dynamicTokenExpiredCode ?? 302,
+      dynamicTokenFutureToleranceMs: options.dynamicTokenFutureToleranceMs ?? 300_000,
+      recallTimeLimitMs: options.recallTimeLimitMs ?? 120_000,
+      interceptUrl: options.interceptUrl,
+      interceptTimeoutMs: options.interceptTimeoutMs ?? 2_000,
+      interceptDefaultPolicy: options.interceptDefaultPolicy ?? "allow",
+      interceptAllowErrCode: options.interceptAllowErrCode ?? 0,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.
@@ -455,6 +517,11 @@ export class NimEmulatorState {
   recordMessage(message: EmulatorMessage): void {
     this.messages.push(message);
     this.events.emit("message", message);
+  }
+
+  /** The accepted message with this msgid, if any. */
+  findMessage(msgid: string): EmulatorMessage | undefined {
+    return this.messages.find((message) => message.msgid === msgid);
   }
 
   recordCallback(record: EmulatorCallbackRecord): void {
@@ -552,6 +619,7 @@ export class NimEmulatorState {
     const messages = this.messages.filter(
       (message) =>
         isStoredMessage(message) &&
+        message.recalled === undefined &&
         message.ope === 0 &&
         !message.recalled &&
         ((message.from === self && message.to === other) || (message.from === other && message.to === self)),
@@ -587,6 +655,7 @@ export class NimEmulatorState {
     this.notifications.length = 0;
     this.requests.length = 0;
     this.callbacks.length = 0;
+    this.intercepts.length = 0;
     for (const stream of this.streams.values()) clearTimeout(stream.timer);
     this.streams.clear();
     this.teams.clear();

@@ -133,10 +133,10 @@ describe("createMetrics", () => {
     // msg-1 lasted 5 s; msg-2 0 s; msg-3 and msg-4 were never started, so they have no duration.
     expect(sample(text, "im_bridge_reply_duration_seconds_count")).toBe(2);
     expect(sample(text, "im_bridge_reply_duration_seconds_sum")).toBeCloseTo(5.0);
-    expect(sample(text, 'im_bridge_replies_total{status="ok"}')).toBe(1);
-    expect(sample(text, 'im_bridge_replies_total{status="error"}')).toBe(1);
-    expect(sample(text, 'im_bridge_replies_total{status="failed"}')).toBe(1);
-    expect(sample(text, 'im_bridge_replies_total{status="other"}')).toBe(1);
+    expect(sample(text, 'im_bridge_replies_total{status="ok",bot=""}')).toBe(1);
+    expect(sample(text, 'im_bridge_replies_total{status="error",bot=""}')).toBe(1);
+    expect(sample(text, 'im_bridge_replies_total{status="failed",bot=""}')).toBe(1);
+    expect(sample(text, 'im_bridge_replies_total{status="other",bot=""}')).toBe(1);
     expect(sample(text, 'im_bridge_nim_calls_total{kind="segment",outcome="ok"}')).toBe(2);
     expect(sample(text, 'im_bridge_nim_calls_total{kind="segment",outcome="414"}')).toBe(1);
     expect(sample(text, 'im_bridge_nim_calls_total{kind="final",outcome="ok"}')).toBe(1);
@@ -168,9 +168,9 @@ describe("createMetrics", () => {
     observer.started?.("b");
     observer.started?.("c"); // drops "a"
     clock = 1000;
-    for (const replyTo of ["a", "b", "c"]) observer.finished?.(replyTo, "ok");
+    for (const replyTo of ["a", "b", "c"]) observer.finished?.(replyTo, "ok", "tutor_bot");
     const text = await metrics.render();
-    expect(sample(text, 'im_bridge_replies_total{status="ok"}')).toBe(3);
+    expect(sample(text, 'im_bridge_replies_total{status="ok",bot="tutor_bot"}')).toBe(3);
     expect(sample(text, "im_bridge_reply_duration_seconds_count")).toBe(2);
   });
 

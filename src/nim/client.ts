@@ -23,6 +23,7 @@ import {
   type NimCallOptions,
   type NimClient,
   type NimMessageOption,
+  type NimRecallRequest,
   type NimSendMessageRequest,
   type NimSendMessageResult,
   type NimUserInfo,
@@ -34,6 +35,10 @@ export const NIM_EXT_LIMIT = 1024;
 export const NIM_PAYLOAD_LIMIT = 2048;
 /** Largest `attach` of a custom system notification (sendAttachMsg). */
 export const NIM_ATTACH_LIMIT = 4096;
+/** Largest recall description (`msg` of msg/recall.action). */
+export const NIM_RECALL_DESCRIPTION_LIMIT = 128;
+/** Largest recall `attach`. */
+export const NIM_RECALL_ATTACH_LIMIT = 5000;
 /** Most accids one user/getUinfos.action call accepts; longer lists are split. */
 export const NIM_USER_INFO_BATCH_LIMIT = 200;
 
@@ -295,6 +300,32 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
       return { msgid, timetag };
     },
 
+    // A recall retried after a lost answer may find the message already recalled; NIM's code for
+    // that is not documented, so the caller sees it as an api error and decides.
+    async recallMessage(request, callOptions): Promise<void> {
+      const endpoint = "msg/recall.action";
+      const problem = validateRecall(request);
+      if (problem) throw new NimError("invalid-request", 0, problem, false, endpoint);
+      await post(
+        endpoint,
+        {
+          deleteMsgid: request.msgidServer,
+          timetag: request.timetag,
+          type: request.conversation === "team" ? 8 : 7,
+          from: request.from,
+          to: request.to,
+          msg: request.description,
+          ignoreTime: request.ignoreTimeLimit ? "1" : undefined,
+          pushcontent: request.pushcontent,
+          payload: request.payload,
+          env: request.env,
+          attach: request.attach,
+        },
+        deadlineFor(callOptions),
+        callOptions,
+      );
+    },
+
     async sendCustomNotification(request, callOptions): Promise<void> {
       const endpoint = "msg/sendAttachMsg.action";
       const attach = typeof request.attach === "string" ? request.attach : JSON.stringify(request.attach);
@@ -401,6 +432,19 @@ function validateMessage(request: NimSendMessageRequest, body: string): string |
     tooLong("ext", request.ext, NIM_EXT_LIMIT) ??
     tooLong("payload", request.payload, NIM_PAYLOAD_LIMIT) ??
     tooLong("forcepushcontent", request.forcepushcontent, NIM_PUSHCONTENT_LIMIT)
+  );
+}
+
+function validateRecall(request: NimRecallRequest): string | undefined {
+  if (!/^\d+$/.test(request.msgidServer)) return "msgidServer must be digits";
+  if (!Number.isSafeInteger(request.timetag) || request.timetag <= 0) return "timetag must be a positive integer (ms)";
+  if (!request.from) return "from is required";
+  if (!request.to) return "to is required";
+  return (
+    tooLong("msg", request.description, NIM_RECALL_DESCRIPTION_LIMIT) ??
+    tooLong("pushcontent", request.pushcontent, NIM_PUSHCONTENT_LIMIT) ??
+    tooLong("payload", request.payload, NIM_PAYLOAD_LIMIT) ??
+    tooLong("attach", request.attach, NIM_RECALL_ATTACH_LIMIT)
   );
 }
 

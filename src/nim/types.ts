@@ -56,6 +56,36 @@ export interface NimUserInfo {
   [field: string]: unknown;
 }
 
+/**
+ * `msg/recall.action` (消息撤回): withdraws a delivered message from both sides' devices, history
+ * and offline queues. Parameters as in NIM's official server SDKs (yunxin-server-sdk-java
+ * `RecallMessageRequestV1`, yunxin-server-sdk-golang `RecallMessageRequestV1`, both posting to
+ * `/msg/recall.action`): deleteMsgid, timetag, type (7 P2P, 8 team), from, to, msg, ignoreTime,
+ * pushcontent, payload, env, attach.
+ */
+export interface NimRecallRequest {
+  /** The message's msgidServer (`deleteMsgid`): digits, kept as a string (it can exceed 2^53). */
+  msgidServer: string;
+  /** When NIM accepted it (`timetag`), ms: the copy's `msgTimestamp`. */
+  timetag: number;
+  /** `type` 7 (person to person) or 8 (team). */
+  conversation: "person" | "team";
+  /** The message's sender. */
+  from: string;
+  /** The receiver's accid (P2P) or the tid (team). */
+  to: string;
+  /** The note shown in place of the message (`msg`, at most 128 characters; NIM: "撤回了一条信息"). */
+  description?: string;
+  /** `ignoreTime=1`: recall regardless of the recall time limit (NIM: messages of the last 30 days). */
+  ignoreTimeLimit?: boolean;
+  pushcontent?: string;
+  payload?: string;
+  /** The environment whose message-copy URL gets the recall event. */
+  env?: string;
+  /** Extension, at most 5000 characters. */
+  attach?: string;
+}
+
 /** Per-call overrides (a deadline or an abort from the caller). */
 export interface NimCallOptions {
   signal?: AbortSignal;
@@ -69,6 +99,7 @@ export interface NimClient {
   refreshToken(accid: string, options?: NimCallOptions): Promise<NimAccount>;
   getUserInfos(accids: string[], options?: NimCallOptions): Promise<NimUserInfo[]>;
   sendMessage(request: NimSendMessageRequest, options?: NimCallOptions): Promise<NimSendMessageResult>;
+  recallMessage(request: NimRecallRequest, options?: NimCallOptions): Promise<void>;
 }
 
 /** The largest `body` NIM accepts on msg/sendMsg.action, counted in characters of the JSON string. */

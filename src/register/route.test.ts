@@ -118,13 +118,14 @@ describe("POST /im/register", () => {
     await database.close();
   });
 
-  it("creates the NIM account and answers 200 {accid, token, bot} with Cache-Control: no-store", async () => {
+  it("creates the NIM account and answers 200 {accid, token, bot, expires_at} with Cache-Control: no-store", async () => {
     const response = await post({ user_id: "alice", name: "Alice" });
     expect(response.statusCode).toBe(200);
     expect(response.headers["cache-control"]).toBe("no-store");
     const body = response.json();
-    expect(Object.keys(body).sort()).toEqual(["accid", "bot", "token"]);
-    expect(body).toMatchObject({ accid: "u_alice", bot: BOT });
+    expect(Object.keys(body).sort()).toEqual(["accid", "bot", "bots", "expires_at", "token"]);
+    // A static token never expires (contract: `expires_at` null).
+    expect(body).toMatchObject({ accid: "u_alice", bot: BOT, expires_at: null });
     expect(body.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
     const account = emulator.state.findAccount("u_alice");

@@ -18,6 +18,8 @@ import type { RegisterService } from "./service.ts";
 export interface RegisterRouteOptions {
   service: RegisterService;
   authenticator: Pick<RegisterAuthenticator, "authenticate">;
+  /** Every bot a user may talk to (contract: `bots`); default: only `result.bot`. */
+  bots?: () => Array<{ accid: string; name: string }>;
 }
 
 /** The path of the route, for wiring and tests. */
@@ -167,6 +169,12 @@ async function addRegisterRoute(app: FastifyInstance, options: RegisterRouteOpti
       refresh: body.refresh ?? false,
     });
     // An explicit shape: nothing else the service might return ever leaks into the answer.
-    return reply.status(200).send({ accid: result.accid, token: result.token, bot: result.bot });
+    return reply.status(200).send({
+      accid: result.accid,
+      token: result.token,
+      bot: result.bot,
+      bots: options.bots?.() ?? [{ accid: result.bot, name: result.bot }],
+      expires_at: result.expiresAt,
+    });
   });
 }

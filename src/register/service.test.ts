@@ -117,7 +117,7 @@ describe("createRegisterService", () => {
 
   it("creates the NIM account with a generated token, stores it and audits register.created", async () => {
     const result = await service().register({ siteUserId: "alice", name: "Alice" });
-    expect(result).toEqual({ accid: "u_alice", token: "token-1", bot: "advisor_bot" });
+    expect(result).toEqual({ accid: "u_alice", token: "token-1", bot: "advisor_bot", expiresAt: null });
     expect(emulator.state.findAccount("u_alice")).toMatchObject({ token: "token-1", name: "Alice" });
     expect(nimCalls()).toEqual([CREATE]);
     expect(await accounts.findBySiteUser("alice")).toMatchObject({ accid: "u_alice", token: "token-1", name: "Alice" });

@@ -25,10 +25,17 @@
  * succeed (one creates, the other takes over), but the one that writes its row last need not be
  * the one that set NIM's token last, so the stored token could be one NIM no longer has.
  *
+ * With `dynamicTokens` (NIM_TOKEN_MODE=dynamic) everything above still decides the account and its
+ * static token, but the answer carries a dynamic token minted from the AppSecret instead (see
+ * `loginToken`): the common case then costs no NIM call at all, and the static token is a random
+ * value nobody is given. `refresh` still rotates that static token at NIM (and re-creates a lost
+ * account), so an operator can invalidate a static token handed out before the switch.
+ *
  * The token never appears in a log line, an error or an audit record.
  */
 import { randomBytes } from "node:crypto";
 import { HttpError } from "../http/errors.ts";
+import { createDynamicToken, dynamicTokenExpiresAt } from "../nim/dynamic-token.ts";
 import { isAlreadyRegisteredError, isNimError, type NimError } from "../nim/errors.ts";
 import type { NimClient } from "../nim/types.ts";
 import type { AccountRepository, AuditRepository } from "../storage/repositories.ts";
@@ -61,6 +68,13 @@ export interface RegisterServiceOptions {
    * Needed as soon as two instances serve /im/register; see the module comment.
    */
   lock?: { run<T>(key: string, task: () => Promise<T>): Promise<T> };
+  /**
+   * NIM_TOKEN_MODE=dynamic: hand out NIM's expiring dynamic token (authType 1, see
+   * ../nim/dynamic-token.ts) instead of the account's static token. The account is still created
+   * once with a random static token, which is stored but given to nobody. After that, registering
+   * costs no NIM call: the token is computed here. Absent: static tokens (NIM_TOKEN_MODE=static).
+   */
+  dynamicTokens?: { appKey: string; appSecret: string; ttlSeconds: number };
 }
 
 export interface RegisterRequest {
@@ -76,6 +90,8 @@ export interface RegisterResult {
   token: string;
   /** The bot's accid, so the front end knows whom to talk to. */
   bot: string;
+  /** ISO 8601 UTC time at which a dynamic token stops working; null for a static token. */
+  expiresAt: string | null;
 }
 
 export interface RegisterService {
@@ -188,7 +204,7 @@ export function createRegisterService(options: RegisterServiceOptions): Register
     }
   }
 
-  async function registerLocked(request: RegisterRequest): Promise<RegisterResult> {
+  async function registerLocked(request: RegisterRequest): Promise<AccountRegistration> {
     const { siteUserId } = request;
     let accid: string;
     try {
@@ -261,7 +277,7 @@ export function createRegisterService(options: RegisterServiceOptions): Register
     return { accid, token, bot: botAccid };
   }
 
-  async function registerShared(request: RegisterRequest): Promise<RegisterResult> {
+  async function registerShared(request: RegisterRequest): Promise<AccountRegistration> {
     const shared = options.lock;
     if (!shared) return registerLocked(request);
     try {
@@ -282,10 +298,33 @@ export function createRegisterService(options: RegisterServiceOptions): Register
     }
   }
 
+  /**
+   * The answer's token. Static mode: the account's own token. Dynamic mode: a token minted now for
+   * the accid, so a repeated call always gets a full lifetime, and the static token stays unknown
+   * outside our database.
+   */
+  function loginToken(registration: AccountRegistration): RegisterResult {
+    const dynamic = options.dynamicTokens;
+    if (!dynamic) return { ...registration, expiresAt: null };
+    const curTimeMs = Math.floor(now());
+    const token = createDynamicToken({
+      appKey: dynamic.appKey,
+      appSecret: dynamic.appSecret,
+      accid: registration.accid,
+      curTimeMs,
+      ttlSeconds: dynamic.ttlSeconds,
+    });
+    const expiresAt = new Date(dynamicTokenExpiresAt(curTimeMs, dynamic.ttlSeconds)).toISOString();
+    return { accid: registration.accid, token, bot: registration.bot, expiresAt };
+  }
+
   return {
-    register(request) {
+    async register(request) {
       // Keyed by the site user id: two ids never share an accid, so this also serialises per accid.
-      return lock.run(request.siteUserId, () => registerShared(request));
+      return loginToken(await lock.run(request.siteUserId, () => registerShared(request)));
     },
   };
 }
+
+/** What the account steps produce: the account's static token, before loginToken decides what to hand out. */
+type AccountRegistration = Omit<RegisterResult, "expiresAt">;

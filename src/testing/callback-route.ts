@@ -15,7 +15,7 @@ import { createBoundedAudit } from "../security/rejection-audit.ts";
 import type { Repositories } from "../storage/repositories.ts";
 
 export interface TestCallbackRouteOptions
-  extends Pick<CallbackRouteOptions, "appSecret" | "windowMs" | "onOutcome" | "guard"> {
+  extends Pick<CallbackRouteOptions, "appSecret" | "windowMs" | "onOutcome" | "guard" | "onMessage"> {
   botAccid: string;
   repositories: Repositories;
   queue: ReplyQueue;
@@ -66,5 +66,6 @@ export function testCallbackRoute(options: TestCallbackRouteOptions): FastifyPlu
     }),
     ...(options.onOutcome ? { onOutcome: options.onOutcome } : {}),
     ...(options.guard ? { guard: options.guard } : {}),
+    ...(options.onMessage ? { onMessage: options.onMessage } : {}),
   });
 }
