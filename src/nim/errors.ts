@@ -1,8 +1,11 @@
 /**
  * The one error type for NIM's server API. `code` is NIM's own code from the JSON body
- * (414, 416, 500 …) or a transport pseudo-code; `retryable` decides whether the retry policy
- * tries again: frequency control (416), NIM-side 5xx, timeouts and connection failures are
- * worth another attempt; parameter errors (414), permission (403) and the rest are final.
+ * (414, 416, 500, 6-digit v2 codes …) or a transport pseudo-code; `retryable` decides whether the
+ * retry policy tries again. Aligned with NIM's own server SDKs (nim-protocol §10.1 #5): only what
+ * cannot have been processed is retried (a connection that was never established, HTTP 502 from a
+ * gateway), plus frequency control (416), which asks for a pause of seconds. A read timeout, a
+ * reset connection, NIM's 5xx codes, 408/415 (client-side SDK codes the server never sends) and
+ * everything else are final: NIM may have acted on the request.
  */
 export type NimErrorKind =
   | "api"
@@ -33,10 +36,20 @@ export class NimError extends Error {
   }
 }
 
-/** Which NIM body codes are worth retrying. */
+/**
+ * Which NIM body codes are worth retrying: only frequency control, 416 (classic and v2) and the v2
+ * message domain's rate limit 107323. Both come with a back-off of seconds (see
+ * {@link FREQUENCY_CONTROL_BACKOFF_MS}), never an immediate retry, which would only burn quota.
+ */
 export function isRetryableNimCode(code: number): boolean {
-  return code === 416 || code === 408 || code === 415 || code === 500 || code === 503 || code === 514;
+  return code === 416 || code === 107323;
 }
+
+/**
+ * The least pause before retrying after frequency control. NIM blocks sendBatchMsg for 60 s after
+ * a 416 and documents no window for the other calls; a retry within milliseconds is refused again.
+ */
+export const FREQUENCY_CONTROL_BACKOFF_MS = 1_000;
 
 export function isNimError(error: unknown): error is NimError {
   return error instanceof NimError;
