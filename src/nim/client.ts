@@ -409,13 +409,10 @@ function encodeForm(fields: FormFields): string {
   return form.toString();
 }
 
-
 function describeForLog(error: unknown): Record<string, unknown> {
   if (isNimError(error)) return { kind: error.kind, code: error.code, desc: error.desc };
   return { error: error instanceof Error ? error.name : String(error) };
 }
-
-
 
 function missingField(endpoint: string, field: string): NimError {
   return new NimError("invalid-response", 0, `success answer without ${field}`, false, endpoint);
