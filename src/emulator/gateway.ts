@@ -18,9 +18,12 @@
  * Server → client, pushed:
  *   {"type":"message","message":{msgid,from,to,type,body,timetag,option,…}} for every message to the
  *     logged-in accid, to every open session of it, whichever API sent it;
- *   {"type":"stream","message":{message_server_id,from,to,text,index,finish,…}} for each non-final
- *     chunk of a v2 stream message (`text` is the accumulated text); the finished stream then
- *     arrives as an ordinary stored `message` whose msgid equals message_server_id.
+ *   {"type":"stream","message":{message_server_id,from,to,text,index,finish,extension?,scope?,…}} for
+ *     each non-final chunk of a v2 stream message (`text` is the accumulated text; in a team only
+ *     to the sender's sessions unless the emulator's `teamStreamFramesToAllMembers`); the finished
+ *     stream then arrives as an ordinary stored `message` whose msgid equals message_server_id,
+ *     with `ext` (the stream's extension) and `stream: {status, reason?, ragInfoList?}`.
+ *   A team message (`ope` 1, `to` = tid) goes to every member of the team but its sender.
  *
  * Online-only versus stored (NIM's option semantics, decided on `option.persistent`, see
  * `isStoredMessage`): an online-only message reaches only the sessions open at that moment; a stored
@@ -58,8 +61,12 @@ export interface GatewayMessage {
   option: EmulatorMessageOption;
   msgidClient: string;
   fromClientType: string;
+  /** 0 = P2P, 1 = team (`to` is the tid). */
+  ope: 0 | 1;
+  /** The message's extension (`ext` / v2 `extension`), when it has one. */
+  ext?: string;
   /** Only on the merged message of a v2 stream message. */
-  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason };
+  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason; ragInfoList?: unknown[] };
 }
 
 /** A non-final chunk of a v2 stream message, as pushed to the receiver. */
@@ -75,6 +82,12 @@ export interface GatewayStreamChunk {
   index: number;
   finish: 0 | 1;
   create_time: number;
+  /** Present in a team conversation (`to` is then the tid). */
+  scope?: "team";
+  /** The stream's newest `extension`, as the request gave it. */
+  extension?: string;
+  /** The stream's newest `rag_info_list` (citations). */
+  rag_info_list?: unknown[];
 }
 
 export type GatewayClientFrame =
@@ -161,8 +174,15 @@ export class GatewayHub {
   }
 
   private deliver(message: EmulatorMessage): void {
-    // Teams are not modelled (the classic API refuses team sends), so every message is P2P.
-    if (message.ope !== 0) return;
+    if (message.ope !== 0) {
+      // A team message reaches every member but its sender (online members only here: offline
+      // team messages are not queued by the emulator).
+      const members = this.state.teams.get(message.to)?.members ?? new Set<string>();
+      for (const member of members) {
+        if (member !== message.from) this.sendTo(member, { type: "message", message: toGatewayMessage(message) });
+      }
+      return;
+    }
     const delivered = this.sendTo(message.to, { type: "message", message: toGatewayMessage(message) });
     if (delivered > 0 || !isStoredMessage(message)) return;
     const queue = this.state.undelivered.get(message.to) ?? [];
@@ -186,7 +206,9 @@ export function toGatewayMessage(message: EmulatorMessage): GatewayMessage {
     option: { ...message.option },
     msgidClient: message.msgidClient,
     fromClientType: message.fromClientType,
+    ope: message.ope,
   };
+  if (message.ext !== undefined) view.ext = message.ext;
   if (message.stream) view.stream = { ...message.stream };
   return view;
 }

@@ -64,12 +64,13 @@ export type {
   EmulatorSettings,
   EmulatorStateOptions,
   EmulatorStream,
+  EmulatorTeam,
   MessageFilter,
   NotificationFilter,
   StreamTerminationReason,
 } from "./state.ts";
 export { isStoredMessage, NimEmulatorState } from "./state.ts";
-export { streamMessagePath } from "./v2-api.ts";
+export { streamMessagePath, terminateIdleStreams, V2_CODES } from "./v2-api.ts";
 
 export interface NimEmulatorOptions extends EmulatorStateOptions {
   /** Default 0: a free port. */

@@ -72,8 +72,8 @@ export interface EmulatorMessage {
   fromClientType: string;
   /** The sending device; "" for the server APIs, as NIM copies REST messages. */
   fromDeviceId: string;
-  /** Set on the merged message of a v2 stream: how the stream ended. */
-  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason };
+  /** Set on the merged message of a v2 stream: how the stream ended, and its citations if any. */
+  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason; ragInfoList?: unknown[] };
   from: string;
   to: string;
   ope: 0 | 1;
@@ -112,14 +112,32 @@ export interface EmulatorNotification {
   fields: Record<string, string>;
 }
 
+/**
+ * An advanced team as the v2 stream API needs it: who may send into it and who receives its
+ * messages. Accids lower-cased. (Team creation over the classic API is not modelled here.)
+ */
+export interface EmulatorTeam {
+  tid: string;
+  owner: string;
+  members: Set<string>;
+}
+
 /** One v2 stream message (nim-protocol §5.1), from its first chunk to its merge. */
 export interface EmulatorStream {
   messageServerId: string;
   messageClientId: string;
-  /** As given in the URL, e.g. "bot|1|u_42". */
+  /** As given in the URL, e.g. "bot|1|u_42" or "bot|2|<tid>". */
   conversationId: string;
+  /** 0 = P2P (`to` is an accid), 1 = advanced team (`to` is the tid). */
+  ope: 0 | 1;
   from: string;
   to: string;
+  /** The newest `extension` a chunk carried (NIM's server extension of the merged message). */
+  extension?: string;
+  /** `rag_info_list` (citations) as the newest chunk that carried one gave it. */
+  ragInfoList?: unknown[];
+  /** `thread_config.thread_reply` of the first chunk: the message this stream quotes. */
+  threadReply?: Record<string, unknown>;
   /** The chunks' texts concatenated in index order. */
   text: string;
   /** The index the next chunk must carry. */
@@ -218,6 +236,18 @@ export interface EmulatorSettings {
   streamChunkTimeoutMs: number;
   /** v2 stream messages: the most characters all chunks together may carry (NIM: 5000). */
   streamTextLimit: number;
+  /**
+   * Whether the app may send v2 stream messages. NIM enables the feature per app; false answers
+   * every stream chunk with 403 "stream message not enabled" (the bridge then falls back to
+   * custom segments). Default true.
+   */
+  streamMessagesEnabled: boolean;
+  /**
+   * Team stream messages: NIM delivers the live chunks only to the sender's own devices unless
+   * NIM support enables delivery to every member (doc of 2025-11-28); members always get the
+   * merged message. Default false, as NIM ships it.
+   */
+  teamStreamFramesToAllMembers: boolean;
 }
 
 export interface EmulatorStateOptions {
@@ -243,6 +273,8 @@ export interface EmulatorStateOptions {
   callbackFaults?: CallbackFaults;
   streamChunkTimeoutMs?: number;
   streamTextLimit?: number;
+  streamMessagesEnabled?: boolean;
+  teamStreamFramesToAllMembers?: boolean;
 }
 
 export interface MessageFilter {
@@ -280,6 +312,8 @@ export class NimEmulatorState {
   readonly callbacks: EmulatorCallbackRecord[] = [];
   /** v2 stream messages by message_server_id. */
   readonly streams = new Map<string, EmulatorStream>();
+  /** Advanced teams by tid (for v2 team conversations `a|2|tid`). */
+  readonly teams = new Map<string, EmulatorTeam>();
   /**
    * Per recipient accid: stored messages that arrived while the recipient had no open gateway
    * session. Flushed (as the `offline` frame) at the next login, like NIM's offline messages.
@@ -319,6 +353,8 @@ export class NimEmulatorState {
       callbackFaults: options.callbackFaults ?? {},
       streamChunkTimeoutMs: options.streamChunkTimeoutMs ?? 30_000,
       streamTextLimit: options.streamTextLimit ?? 5000,
+      streamMessagesEnabled: options.streamMessagesEnabled ?? true,
+      teamStreamFramesToAllMembers: options.teamStreamFramesToAllMembers ?? false,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.
@@ -333,6 +369,15 @@ export class NimEmulatorState {
   addAccount(account: EmulatorAccount): void {
     this.accounts.set(account.accid, account);
     this.events.emit("account", account);
+  }
+
+  /** Adds or replaces a team; accids are lower-cased and the owner is a member. */
+  addTeam(team: { tid: string; owner: string; members: string[] }): EmulatorTeam {
+    const owner = team.owner.toLowerCase();
+    const members = new Set([owner, ...team.members.map((member) => member.toLowerCase())]);
+    const created: EmulatorTeam = { tid: team.tid, owner, members };
+    this.teams.set(team.tid, created);
+    return created;
   }
 
   allocateMessageId(): string {
@@ -469,6 +514,7 @@ export class NimEmulatorState {
     this.callbacks.length = 0;
     for (const stream of this.streams.values()) clearTimeout(stream.timer);
     this.streams.clear();
+    this.teams.clear();
     this.undelivered.clear();
     this.faults.length = 0;
     this.seenNonces.clear();

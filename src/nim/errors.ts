@@ -63,3 +63,27 @@ export function isNimError(error: unknown): error is NimError {
 export function isAlreadyRegisteredError(error: unknown): boolean {
   return isNimError(error) && error.kind === "api" && error.code === 414 && /already register/i.test(error.desc);
 }
+
+/**
+ * NIM refused a v2 stream message as such, not one chunk of it: the app has no stream-message
+ * permission (a console or support switch), or the conversation does not allow it. The reply can
+ * still reach the user as custom segments; the pipeline falls back when this comes before anything
+ * of the reply was shown.
+ *
+ * UNCONFIRMED at NIM: the exact code. NIM documents 403 "illegal operation or no permission", and
+ * v2 codes are a domain prefix before a classic code (102404 account not exist, 108404 team not
+ * exist), so 403 and any six-digit code ending in 403 count (see {@link isStreamMessageRefusalCode}).
+ */
+export class NimStreamMessageRefusedError extends NimError {
+  override readonly name = "NimError";
+  readonly streamMessageRefused = true;
+}
+
+/** Whether a v2 code means "stream messages are not allowed here" (see {@link NimStreamMessageRefusedError}). */
+export function isStreamMessageRefusalCode(code: number): boolean {
+  return code === 403 || (code >= 100_000 && code <= 999_999 && code % 1000 === 403);
+}
+
+export function isStreamMessageRefusal(error: unknown): error is NimStreamMessageRefusedError {
+  return error instanceof NimStreamMessageRefusedError;
+}
