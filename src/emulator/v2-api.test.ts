@@ -350,7 +350,7 @@ describe("the gap rule under an injected clock", () => {
       clocked.state.addAccount({ accid: bot, token: "t", createdAt: now });
       const post = (jsonText: string) => signedPost(streamUrl(undefined, clocked), { jsonText }, { appKey, appSecret });
       const first = await post('{"message":{"attachment":{"text":"a","index":0,"finish":0}}}');
-      const id = String((first.json?.data as { message_server_id: number }).message_server_id);
+      const id = serverIdOf(first);
       now += 29_000;
       const within = await post(`{"message":{"message_server_id":${id},"attachment":{"text":"b","index":1}}}`);
       expect(within.json?.code).toBe(200);
