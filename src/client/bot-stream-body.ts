@@ -14,7 +14,7 @@
  */
 
 /** How a finished reply ended, as the server reports it in the final message. */
-export type FinalStatus = "ok" | "error" | "blocked" | "limited";
+export type FinalStatus = "ok" | "error" | "blocked" | "limited" | "stopped";
 
 /** A reply's status: `streaming` until the final message (and every final part) is in. */
 export type ReplyStatus = "streaming" | FinalStatus;
@@ -49,7 +49,7 @@ export interface BotStreamBody {
  */
 export const MAX_FINAL_PARTS = 1000;
 
-const FINAL_STATUSES: ReadonlySet<string> = new Set<FinalStatus>(["ok", "error", "blocked", "limited"]);
+const FINAL_STATUSES: ReadonlySet<string> = new Set<FinalStatus>(["ok", "error", "blocked", "limited", "stopped"]);
 
 /** A plain JSON object (not null, not an array). */
 export function isRecord(value: unknown): value is Record<string, unknown> {

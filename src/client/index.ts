@@ -38,7 +38,13 @@
  *
  * @module
  */
-export { fromEmulatorMessage, fromNimV9Message, fromNimV10Message } from "./adapters.ts";
+export {
+  type AdapterOptions,
+  fromEmulatorMessage,
+  fromNimV9Message,
+  fromNimV10Message,
+  isTrustedSender,
+} from "./adapters.ts";
 export {
   type BotStreamBody,
   type FinalStatus,
@@ -47,9 +53,24 @@ export {
   type ReplyStatus,
 } from "./bot-stream-body.ts";
 export {
+  NativeStreamAssembler,
+  type NativeStreamAssemblerOptions,
+  NIM_STREAM_STATUS,
+} from "./native-stream-assembler.ts";
+export {
   createStreamAssembler,
   type ReplyListener,
   type ReplyState,
   StreamAssembler,
   type StreamAssemblerOptions,
 } from "./stream-assembler.ts";
+export {
+  connectNimV10,
+  fromEmulatorStreamFrame,
+  NimApiVersionError,
+  type NimV9Handlers,
+  type NimV9Wiring,
+  type NimV10Like,
+  type NimV10Wiring,
+  nimV9Handlers,
+} from "./wiring.ts";
