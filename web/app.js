@@ -11,6 +11,7 @@
  * Plain browser ES module, no framework, no build step; /demo/client.js is src/client bundled.
  */
 import { fromEmulatorMessage, StreamAssembler } from "/demo/client.js";
+import { createNativeMode } from "/native-mode.js";
 
 const STRINGS = {
   zh: {
@@ -39,6 +40,8 @@ const STRINGS = {
     generator_http: "站点后端",
     error_login: "登录失败",
     error_gateway: "无法连接云信（模拟器）",
+    native_on: "原生流式：开",
+    native_off: "原生流式：关",
   },
   en: {
     title: "im-bridge demo",
@@ -66,6 +69,8 @@ const STRINGS = {
     generator_http: "site back end",
     error_login: "Login failed",
     error_gateway: "Cannot reach NIM (emulator)",
+    native_on: "Native streams: on",
+    native_off: "Native streams: off",
   },
 };
 
@@ -152,6 +157,7 @@ elements.language.addEventListener("click", () => {
   language = language === "zh" ? "en" : "zh";
   localStorage.setItem(LANGUAGE_KEY, language);
   applyLanguage();
+  nativeMode.render();
 });
 
 function renderBotInfo() {
@@ -322,6 +328,10 @@ async function handleFrame(frame, from) {
     case "message":
       if (frame.message) showMessage(frame.message, true);
       return;
+    case "stream":
+      arrivalTime = Math.max(Date.now(), lastTime());
+      nativeMode.acceptStreamFrame(frame);
+      return;
     case "sent":
       acknowledge(frame);
       return;
@@ -391,6 +401,8 @@ function showMessage(message, live) {
     assembler.accept(body); // repeats (history ∩ offline ∩ live) are dropped by the assembler
     return;
   }
+  arrivalTime = time;
+  if (nativeMode.acceptMessage(message)) return;
   // An ordinary message from the bot (or anyone else): show it once, as it is.
   if (message.msgid && shownMessageIds.has(message.msgid)) return;
   if (message.msgid) shownMessageIds.add(message.msgid);
@@ -399,7 +411,8 @@ function showMessage(message, live) {
   place(item, time);
 }
 
-assembler.onChange((reply) => {
+/** Renders one reply state, from the custom assembler or the native one (same shape). */
+function renderReply(reply) {
   let item = replyElements.get(reply.streamId);
   if (!item) {
     item = placeholders.get(reply.replyTo);
@@ -414,6 +427,12 @@ assembler.onChange((reply) => {
   }
   setBotText(item, reply.text, reply.status);
   scrollToEnd();
+}
+assembler.onChange(renderReply);
+const nativeMode = createNativeMode({
+  botAccounts: () => [session?.bot],
+  onReply: renderReply,
+  label: (on) => t(on ? "native_on" : "native_off"),
 });
 
 function createUserBubble(text, msgid) {
@@ -511,6 +530,7 @@ function clearConversation() {
   elements.messages.replaceChildren();
   elements.empty.hidden = false;
   assembler.clear();
+  nativeMode.clear();
   replyElements.clear();
   placeholders.clear();
   unacknowledged.clear();
@@ -598,6 +618,7 @@ async function main() {
     return;
   }
   applyLanguage();
+  nativeMode.render();
   document.body.dataset.ready = "true";
   const name = localStorage.getItem(NAME_KEY);
   if (name) {
