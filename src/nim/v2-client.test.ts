@@ -107,6 +107,26 @@ describe("createNimV2Client", () => {
   });
 });
 
+describe("short message_server_ids", () => {
+  it("reads a 13-digit id NIM sends as a plain JSON number", async () => {
+    const small = await startNimEmulator({ appKey, appSecret });
+    try {
+      small.state.addAccount({ accid: "bot", token: "t", createdAt: Date.now() });
+      small.state.addAccount({ accid: "alice", token: "t", createdAt: Date.now() });
+      const nim = createNimV2Client({
+        appKey,
+        appSecret,
+        openApiBase: small.v2ApiBase,
+        timeoutMs: 1_000,
+        retry: { maxAttempts: 1, deadlineMs: 5_000 },
+      });
+      expect((await nim.sendStreamMessageChunk("bot|1|alice", first("x"))).messageServerId).toBe("1200000000000");
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 describe("parseV2Envelope", () => {
   it("keeps 16+ digit integers as strings, even inside nested data, and leaves strings alone", () => {
     expect(quoteLargeIntegers('{"a":12345678901234567,"b":"x:12345678901234567","c":[1.5,-2]}')).toBe(

@@ -124,7 +124,12 @@ export function createNimV2Client(options: NimV2ClientOptions): NimV2Client {
         throw error;
       });
       const data = answer.data;
-      const messageServerId = data?.message_server_id;
+      // Ids of 16+ digits arrive as strings (see parseV2Envelope); shorter ones are exact numbers.
+      const rawServerId = data?.message_server_id;
+      const messageServerId =
+        typeof rawServerId === "number" && Number.isSafeInteger(rawServerId) && rawServerId >= 0
+          ? String(rawServerId)
+          : rawServerId;
       if (typeof messageServerId !== "string" || !/^\d+$/.test(messageServerId)) {
         // The chunk is at NIM by now, so a malformed success answer must not look retryable.
         throw new NimError("invalid-response", 0, "success answer without data.message_server_id", false, endpoint);
