@@ -137,7 +137,7 @@ describe.runIf(existsSync(CHROMIUM))("the demo page's native-streams switch", ()
     await page.locator("[data-testid=connection][data-state=online]").waitFor({ timeout: 10_000 });
     const toggle = page.getByTestId("native-toggle");
     expect(await toggle.getAttribute("aria-pressed")).toBe("true");
-    expect(await toggle.textContent()).toBe("Native streams: on");
+    expect(await toggle.textContent()).toBe("Native: on");
     await recordBotTexts(page);
     const user = [...stack.emulator.state.accounts.keys()].find((accid) => accid !== DEMO_BOT_ACCID)!;
 

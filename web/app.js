@@ -40,8 +40,9 @@ const STRINGS = {
     generator_http: "站点后端",
     error_login: "登录失败",
     error_gateway: "无法连接云信（模拟器）",
-    native_on: "原生流式：开",
-    native_off: "原生流式：关",
+    native_on: "原生流：开",
+    native_off: "原生流：关",
+    native_title: "用云信原生流式消息渲染回复（NIM_STREAM_MODE=native）",
   },
   en: {
     title: "im-bridge demo",
@@ -69,8 +70,9 @@ const STRINGS = {
     generator_http: "site back end",
     error_login: "Login failed",
     error_gateway: "Cannot reach NIM (emulator)",
-    native_on: "Native streams: on",
-    native_off: "Native streams: off",
+    native_on: "Native: on",
+    native_off: "Native: off",
+    native_title: "Render NIM's native stream messages (NIM_STREAM_MODE=native)",
   },
 };
 
@@ -433,6 +435,7 @@ const nativeMode = createNativeMode({
   botAccounts: () => [session?.bot],
   onReply: renderReply,
   label: (on) => t(on ? "native_on" : "native_off"),
+  title: () => t("native_title"),
 });
 
 function createUserBubble(text, msgid) {

@@ -2,7 +2,7 @@
  * The demo page's native-stream rendering (im-bridge with NIM_STREAM_MODE=native), kept apart from
  * app.js so the custom-message path stays as it was.
  *
- * The switch (a button in the top bar, remembered in localStorage, or `?stream=native|custom` in
+ * The switch ("Native: on|off" in the top bar, remembered in localStorage, or `?stream=native|custom` in
  * the URL) decides how NIM's v2 stream messages are shown:
  * - on: the emulator gateway's live `stream` frames and the merged stream messages go through
  *   im-bridge/client's NativeStreamAssembler, which gives the same reply states (text, status,
@@ -23,7 +23,7 @@ function initialSetting() {
 }
 
 /**
- * @param {{ botAccounts: () => string[], onReply: (reply: object) => void, label: (on: boolean) => string }} options
+ * @param {{ botAccounts: () => string[], onReply: (reply: object) => void, label: (on: boolean) => string, title: () => string }} options
  */
 export function createNativeMode(options) {
   let enabled = initialSetting();
@@ -36,6 +36,7 @@ export function createNativeMode(options) {
 
   function render() {
     button.textContent = options.label(enabled);
+    button.title = options.title();
     button.setAttribute("aria-pressed", String(enabled));
     document.body.dataset.nativeStreams = enabled ? "on" : "off";
   }
