@@ -368,7 +368,7 @@ describe("delivery to the emulator over HTTP", () => {
     expect(emulator.state.streams.size).toBe(0);
   });
 
-  it("after a crash with a chunk in flight, continues in a new stream message and never repeats an index", async () => {
+  it("after a crash with a chunk in flight, replaces the stream message and never repeats an index", async () => {
     const messages = encodeReply(["one ", "two ", "three"]);
     const state = new MemoryState();
     const signal = new AbortController().signal;
@@ -383,27 +383,62 @@ describe("delivery to the emulator over HTTP", () => {
     // The restart: a new transport, the same durable state, the committed-but-unconfirmed message
     // resent with its identical body, then the rest.
     const restarted = transport();
-    for (const message of messages.slice(1))
-      await restarted.deliver(address, message, { state, signal, committedText: "" });
+    let committedText = "one ";
+    for (const message of messages.slice(1)) {
+      committedText += message.delta;
+      await restarted.deliver(address, message, { state, signal, committedText });
+    }
 
     const streams = [...emulator.state.streams.values()];
     expect(streams).toHaveLength(2);
     // No refusal ever: no index was repeated or skipped at NIM.
     expect(emulator.state.requests.every((request) => request.code === 200 || request.code === undefined)).toBe(true);
     expect(streams[0]).toMatchObject({ text: "one two ", status: "streaming" });
+    // The replacement repeats what its stream message already had, so it is complete on its own.
     expect(streams[1]).toMatchObject({
-      text: "two three",
+      text: "one two three",
       status: "complete",
       messageClientId: messageClientIdOf("reply-1", 1),
     });
-    expect(streams[1]!.chunks.map((chunk) => chunk.index)).toEqual([0, 1, 2]);
-    // NIM's gap rule closes the abandoned one; the user sees "two " twice at most, nothing lost.
+    expect(streams[1]!.chunks.map((chunk) => [chunk.index, chunk.text])).toEqual([
+      [0, "one two "],
+      [1, "three"],
+      [2, ""],
+    ]);
+    // NIM's gap rule closes the abandoned one with what it got; nothing is lost.
     now += 31_000;
     expect(terminateIdleStreams(emulator.state)).toBe(1);
     expect(emulator.state.messagesMatching({ from: bot }).map((message) => message.body)).toEqual([
-      JSON.stringify({ msg: "two three" }),
+      JSON.stringify({ msg: "one two three" }),
       JSON.stringify({ msg: "one two " }),
     ]);
+  });
+
+  it("after a chunk NIM refused, the error final goes into a replacement that holds the whole text", async () => {
+    const sender = transport();
+    const state = new MemoryState();
+    const signal = new AbortController().signal;
+    const segments = [...sender.encodeSegment(address, { seq: 0, delta: "Partial ", committedText: "" })];
+    segments.push(
+      ...sender.encodeSegment(address, { seq: 1, delta: "more", committedText: "Partial ", previous: segments[0] }),
+    );
+    await sender.deliver(address, segments[0]!, { state, signal, committedText: "Partial " });
+    emulator.faults.push({ path: streamMessagePath, kind: "code", code: 500 });
+    await expect(
+      sender.deliver(address, segments[1]!, { state, signal, committedText: "Partial more" }),
+    ).rejects.toMatchObject({
+      code: 500,
+    });
+    const final = sender.encodeFinal(address, {
+      firstSeq: 2,
+      text: "Partial more",
+      status: "error",
+      previous: segments[1],
+    });
+    await sender.deliver(address, final[0]!, { state, signal, committedText: "Partial more" });
+    const replacement = [...emulator.state.streams.values()].at(-1)!;
+    expect(replacement).toMatchObject({ text: "Partial more", status: "complete" });
+    expect(JSON.parse(emulator.state.messages.at(-1)!.ext!)).toMatchObject({ status: "error", done: true });
   });
 
   it("a resent chunk 0 whose answer was lost opens a stream message with a new client id", async () => {

@@ -36,11 +36,13 @@
  * reply's {@link TransportState} (`native.inflight`). When `deliver` is asked for a chunk that was
  * in flight before (a restart's resend), or for any chunk after one whose delivery failed, nobody
  * knows whether NIM applied the earlier one, so the reply *continues in a new stream message*
- * (a fresh client id; the rest of that logical stream message is renumbered from index 0). The
- * abandoned stream message is ended by NIM's 30-second gap rule and merged with what it got. Why
- * not continue it: after a restart longer than 30 s it is gone anyway, and within 30 s the next
- * index is unknown. The cost: the user may see the text of one chunk (one paced delta) twice,
- * across two bubbles, never a gap and never a repeated index.
+ * (a fresh client id; the rest of that logical stream message is renumbered from index 0) whose
+ * first chunk repeats the text that stream message already had (taken from the delivery context's
+ * committed text), so the new bubble is complete on its own. The abandoned stream message is ended
+ * by NIM's 30-second gap rule and merged with what it got. Why not continue it: after a restart
+ * longer than 30 s it is gone anyway, and within 30 s the next index is unknown. The cost: a
+ * client that renders raw messages shows the abandoned partial bubble too (NativeStreamAssembler
+ * shows only the replacement); never a gap, never a repeated index.
  *
  * The 30-second gap rule: while the generator is quiet the pipeline asks {@link keepAliveDue} and
  * sends {@link NativeStreamTransport.encodeKeepAlive}'s empty-text chunk every
@@ -222,7 +224,9 @@ export class NativeStreamTransport implements ReplyTransport {
       "native.remaps": String(remaps),
       [routeKey(chunk.message)]: serializeRoute(activeRoute),
     });
-    const requestText = buildRequestText(address, chunk, activeRoute, wireIndex);
+    // A replacement stream message starts with what its abandoned predecessor should have held.
+    const text = needsFreshRoute && uncertain ? replayedText(chunk, context.committedText) : chunk.text;
+    const requestText = buildRequestText(address, { ...chunk, text }, activeRoute, wireIndex);
     try {
       const result = await this.nim.sendStreamMessageChunk(conversationIdOf(address), requestText, {
         signal: context.signal,
@@ -243,6 +247,18 @@ export class NativeStreamTransport implements ReplyTransport {
       throw error;
     }
   }
+}
+
+/**
+ * The text of the chunk's stream message through this chunk: the committed text before the chunk
+ * (from the start of its stream message) plus the chunk's own text. Just the chunk's text when the
+ * committed text is too short to tell (it never is in the pipeline).
+ */
+function replayedText(chunk: NativeChunkBody, committedText: string): string {
+  const before = chunk.offset - chunk.text.length;
+  const start = chunk.offset - chunk.length;
+  if (start < 0 || before < start || committedText.length < before) return chunk.text;
+  return committedText.slice(start, before) + chunk.text;
 }
 
 /** Whether a keep-alive is due (see {@link NativeStreamTransport.keepAliveDue}). */
