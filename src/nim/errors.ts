@@ -75,7 +75,7 @@ export function isAlreadyRegisteredError(error: unknown): boolean {
  * exist), so 403 and any six-digit code ending in 403 count (see {@link isStreamMessageRefusalCode}).
  */
 export class NimStreamMessageRefusedError extends NimError {
-  override readonly name = "NimError";
+  /** Lets logs and audit rows tell a refusal of the feature from a refusal of one chunk. */
   readonly streamMessageRefused = true;
 }
 
