@@ -15,6 +15,7 @@
  * Plain browser ES module, no framework, no build step; /demo/client.js is src/client bundled.
  */
 import { fromEmulatorMessage, StreamAssembler } from "/demo/client.js";
+import { createNativeMode } from "/native-mode.js";
 
 const STRINGS = {
   zh: {
@@ -52,6 +53,9 @@ const STRINGS = {
     generator_http: "站点后端",
     error_login: "登录失败",
     error_gateway: "无法连接云信（模拟器）",
+    native_on: "原生流：开",
+    native_off: "原生流：关",
+    native_title: "用云信原生流式消息渲染回复（NIM_STREAM_MODE=native）",
   },
   en: {
     title: "im-bridge demo",
@@ -88,6 +92,9 @@ const STRINGS = {
     generator_http: "site back end",
     error_login: "Login failed",
     error_gateway: "Cannot reach NIM (emulator)",
+    native_on: "Native: on",
+    native_off: "Native: off",
+    native_title: "Render NIM's native stream messages (NIM_STREAM_MODE=native)",
   },
 };
 
@@ -197,6 +204,7 @@ elements.language.addEventListener("click", () => {
   language = language === "zh" ? "en" : "zh";
   localStorage.setItem(LANGUAGE_KEY, language);
   applyLanguage();
+  nativeMode.render();
 });
 
 function renderBotInfo() {
@@ -563,6 +571,10 @@ async function handleFrame(frame, from) {
       if (inView(frame.message)) showMessage(frame.message, true);
       else markUnread(frame.message);
       return;
+    case "stream":
+      arrivalTime = Math.max(Date.now(), lastTime());
+      nativeMode.acceptStreamFrame(frame);
+      return;
     case "sent":
       acknowledge(frame);
       return;
@@ -647,6 +659,8 @@ function showMessage(message, live) {
     assembler.accept(body); // repeats (history ∩ offline ∩ live) are dropped by the assembler
     return;
   }
+  arrivalTime = time;
+  if (isBot(message.from) && nativeMode.acceptMessage(message)) return;
   if (message.msgid && shownMessageIds.has(message.msgid)) return;
   if (message.msgid) shownMessageIds.add(message.msgid);
   if (!isBot(message.from)) {
@@ -692,7 +706,8 @@ function showRecall(msgid) {
   }
 }
 
-assembler.onChange((reply) => {
+/** Renders one reply state, from the custom assembler or the native one (same shape). */
+function renderReply(reply) {
   let item = replyElements.get(reply.streamId);
   if (!item) {
     item = placeholders.get(reply.replyTo);
@@ -716,6 +731,13 @@ assembler.onChange((reply) => {
   }
   setBotText(item, reply.text, reply.status);
   scrollToEnd();
+}
+assembler.onChange(renderReply);
+const nativeMode = createNativeMode({
+  botAccounts: () => (session?.bots ?? []).map((bot) => bot.accid).concat(session?.bot ? [session.bot] : []),
+  onReply: renderReply,
+  label: (on) => t(on ? "native_on" : "native_off"),
+  title: () => t("native_title"),
 });
 
 /** In the room several bots answer: each reply bubble says which one. */
@@ -869,6 +891,7 @@ function clearConversation() {
   elements.messages.replaceChildren();
   elements.empty.hidden = false;
   assembler.clear();
+  nativeMode.clear();
   replyElements.clear();
   placeholders.clear();
   unacknowledged.clear();
@@ -1072,6 +1095,7 @@ async function main() {
     return;
   }
   applyLanguage();
+  nativeMode.render();
   document.body.dataset.ready = "true";
   const name = localStorage.getItem(NAME_KEY);
   if (name) {

@@ -45,10 +45,16 @@ export interface MessageEvent {
   /** The plain text: set whenever `messageType` is "text" (NIM's `body` for TEXT is the text itself). */
   text?: string;
   /**
-   * `attach`, when present and non-empty. CUSTOM: the developer payload (NIM puts it here and sends
-   * `body` ""). PICTURE, FILE, …: NIM's attachment JSON.
+   * `attach`, when present and non-empty, always as a string. CUSTOM: the developer payload (NIM
+   * puts it here and sends `body` ""). PICTURE, FILE, …: NIM's attachment JSON; NIM's doc examples
+   * show it as a JSON *object* too, which is kept here as its JSON text.
    */
   attach?: string;
+  /**
+   * PICTURE, AUDIO, VIDEO, FILE, LOCATION: the attachment's fields, typed (numbers NIM sent as
+   * strings are numbers here). Absent for other types or an attach that is not a JSON object.
+   */
+  media?: MediaAttachment;
   /** `body` for message types other than TEXT, when present and non-empty. */
   body?: string;
   /** NIM's server message id, digits only, exact (never passed through a float). */
@@ -131,19 +137,58 @@ export interface PresenceEvent {
 }
 
 /**
- * eventType 7 (P2P recall) and 8 (team recall). Minimal on purpose: the exact field names of these
- * copies are not confirmed (nim-protocol.md §4.3), so only the common ones are read; see `raw`.
+ * A media message's attachment (nim-protocol §10.1), NIM's field names mapped to full words:
+ * PICTURE `{md5,h,w,size,name,url,ext}`, AUDIO `{size,ext,dur,url,md5}`, VIDEO
+ * `{url,md5,ext,h,w,size,name,dur}`, FILE `{ext,md5,name,size,url}`, LOCATION `{title,lng,lat}`.
+ * Every field is optional: a field of the wrong type is dropped, not guessed. `url` is untrusted
+ * (any client can send a media message with any URL): check the host before fetching it.
+ */
+export interface MediaAttachment {
+  kind: "picture" | "audio" | "video" | "file" | "location";
+  url?: string;
+  /** Bytes. */
+  size?: number;
+  /** File extension as NIM reports it ("jpg", "aac", …), without a dot. */
+  ext?: string;
+  /** Audio and video length in milliseconds (NIM's `dur`). */
+  duration?: number;
+  name?: string;
+  md5?: string;
+  /** Pixels (NIM's `w`, `h`). */
+  width?: number;
+  height?: number;
+  /** LOCATION: the place's title and coordinates (NIM's `lng`, `lat`). */
+  title?: string;
+  longitude?: number;
+  latitude?: number;
+}
+
+/**
+ * eventType 7 (P2P recall), 8 (team recall, `to` = tid) and 25 (super-team recall), with NIM's
+ * real fields (nim-protocol §10.1 #1): `{"eventType":"7","from","to","msgId","clientId",
+ * "deleteTime","sendTime","fromClientType","selfMsg","attach"}`. Older guesses (`fromAccount`,
+ * `deleteMsgid`) are still read when the real names are absent.
  */
 export interface RecallEvent {
   kind: "recall";
-  conversation: "person" | "team";
+  conversation: "person" | "team" | "super-team";
+  /** Who recalled it (NIM's `from`). */
   fromAccount?: string;
+  /** The peer accid (P2P) or the team id. */
   to?: string;
-  /** `msgidServer` as sent, when present. */
-  msgidServer?: string;
-  /** `deleteMsgid`: the id of the recalled message, when present. */
+  /** NIM's `msgId`: the server id of the recalled message (digits, exact). */
   recalledMsgidServer?: string;
-  msgTimestamp?: number;
+  /** NIM's `clientId`: the recalled message's client id. */
+  recalledMsgidClient?: string;
+  /** When it was recalled, ms (`deleteTime`). */
+  deleteTime?: number;
+  /** When the recalled message had been sent, ms (`sendTime`). */
+  sendTime?: number;
+  fromClientType?: string;
+  /** `selfMsg`: the sender recalled their own message (not a team manager someone else's). */
+  selfRecall?: boolean;
+  /** The recall notice's `attach` (a string, or an object kept as its JSON text). */
+  attach?: string;
   raw: Record<string, unknown>;
 }
 

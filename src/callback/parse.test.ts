@@ -290,6 +290,87 @@ describe("parseCallbackEvent: 64-bit ids", () => {
   });
 });
 
+describe("parseCallbackEvent: media attachments", () => {
+  const media = (msgType: string, attach: unknown, body = "") =>
+    expectMessage(parseObject({ ...textFromUser, msgType, body, attach }));
+
+  it("reads a PICTURE attach given as an object with numbers as strings (NIM's own example)", () => {
+    const attach = {
+      md5: "9894907e4ad9de4678091277509361f7",
+      h: "1080",
+      w: 1920,
+      size: "91680",
+      name: "photo.jpg",
+      url: "https://nim.nosdn.127.net/photo.jpg",
+      ext: "jpg",
+    };
+    const event = media("PICTURE", attach);
+    expect(event.attach).toBe(JSON.stringify(attach));
+    expect(event.media).toEqual({
+      kind: "picture",
+      url: "https://nim.nosdn.127.net/photo.jpg",
+      size: 91680,
+      ext: "jpg",
+      name: "photo.jpg",
+      md5: "9894907e4ad9de4678091277509361f7",
+      width: 1920,
+      height: 1080,
+    });
+  });
+
+  it("reads AUDIO (duration in ms), VIDEO, FILE and LOCATION, attach as a string", () => {
+    const audio = media(
+      "AUDIO",
+      '{"size":"4096","ext":"aac","dur":"3200","url":"https://nos/a.aac","md5":"m"}',
+      "发来了一段语音",
+    );
+    expect(audio.media).toEqual({
+      kind: "audio",
+      size: 4096,
+      ext: "aac",
+      duration: 3200,
+      url: "https://nos/a.aac",
+      md5: "m",
+    });
+    expect(audio.body).toBe("发来了一段语音");
+    expect(
+      media("VIDEO", { url: "https://nos/v.mp4", dur: 5000, w: 640, h: 360, size: 1, ext: "mp4", name: "v" }).media,
+    ).toEqual({
+      kind: "video",
+      url: "https://nos/v.mp4",
+      duration: 5000,
+      width: 640,
+      height: 360,
+      size: 1,
+      ext: "mp4",
+      name: "v",
+    });
+    expect(media("FILE", { ext: "pdf", md5: "m", name: "a.pdf", size: 10, url: "https://nos/a.pdf" }).media).toEqual({
+      kind: "file",
+      ext: "pdf",
+      md5: "m",
+      name: "a.pdf",
+      size: 10,
+      url: "https://nos/a.pdf",
+    });
+    expect(media("LOCATION", '{"title":"西湖","lng":"120.15","lat":30.25}').media).toEqual({
+      kind: "location",
+      title: "西湖",
+      longitude: 120.15,
+      latitude: 30.25,
+    });
+  });
+
+  it("drops fields of the wrong type instead of guessing, and gives no media for other types", () => {
+    const odd = media("PICTURE", { url: 5, size: "big", w: -3, h: 1.5, name: ["x"], ext: "png" });
+    expect(odd.media).toEqual({ kind: "picture", ext: "png" });
+    expect(media("LOCATION", { lat: 123, lng: "east" }).media).toEqual({ kind: "location" });
+    expect(media("PICTURE", "not json").media).toBeUndefined();
+    expect(media("CUSTOM", { url: "https://x" }).media).toBeUndefined();
+    expect(expectMessage(parseObject(textFromUser)).media).toBeUndefined();
+  });
+});
+
 describe("parseCallbackEvent: notifications, presence, recall", () => {
   it("parses a custom P2P notification (sendAttachMsg)", () => {
     const raw = {
@@ -408,25 +489,63 @@ describe("parseCallbackEvent: notifications, presence, recall", () => {
     });
   });
 
-  it("parses eventType 7 and 8, recalls", () => {
-    const person = parseObject({
-      eventType: "7",
-      fromAccount: "user_42",
-      to: bot,
-      msgidServer: "3456790",
-      deleteMsgid: "3456789",
-      msgTimestamp: "1441977355999",
-    });
-    expect(person).toMatchObject({
+  // NIM's 其他抄送 doc (nim-protocol §10.1 #1): the recall copy's real field names.
+  const recallCopy = {
+    eventType: "7",
+    from: "user_42",
+    to: bot,
+    msgId: "9007199254740995",
+    clientId: "c0ffee00-0000-4000-8000-000000000001",
+    deleteTime: "1441977355999",
+    sendTime: "1441977355557",
+    fromClientType: "WEB",
+    selfMsg: "true",
+    attach: "撤回了一条消息",
+  };
+
+  it("parses eventType 7, a P2P recall, with NIM's real fields", () => {
+    expect(parseObject(recallCopy)).toEqual({
       kind: "recall",
       conversation: "person",
       fromAccount: "user_42",
       to: bot,
-      msgidServer: "3456790",
-      recalledMsgidServer: "3456789",
-      msgTimestamp: 1441977355999,
+      recalledMsgidServer: "9007199254740995",
+      recalledMsgidClient: "c0ffee00-0000-4000-8000-000000000001",
+      deleteTime: 1441977355999,
+      sendTime: 1441977355557,
+      fromClientType: "WEB",
+      selfRecall: true,
+      attach: "撤回了一条消息",
+      raw: recallCopy,
     });
-    expect(parseObject({ eventType: "8", to: "1234567" })).toMatchObject({ kind: "recall", conversation: "team" });
+  });
+
+  it("parses eventType 8 (team) and 25 (super team), with numbers, an object attach and the exact 64-bit msgId", () => {
+    const text =
+      '{"eventType":8,"from":"manager","to":1234567,"msgId":9007199254740995,"deleteTime":1441977355999,' +
+      '"selfMsg":false,"attach":{"reason":"spam"}}';
+    expect(parseCallbackEvent(Buffer.from(text))).toMatchObject({
+      kind: "recall",
+      conversation: "team",
+      fromAccount: "manager",
+      to: "1234567",
+      recalledMsgidServer: "9007199254740995",
+      selfRecall: false,
+      attach: '{"reason":"spam"}',
+    });
+    expect(parseObject({ ...recallCopy, eventType: "25", to: "88" })).toMatchObject({
+      kind: "recall",
+      conversation: "super-team",
+      to: "88",
+    });
+  });
+
+  it("still reads the older guessed recall fields when the real ones are absent", () => {
+    expect(parseObject({ eventType: "7", fromAccount: "user_42", to: bot, deleteMsgid: "3456789" })).toMatchObject({
+      kind: "recall",
+      fromAccount: "user_42",
+      recalledMsgidServer: "3456789",
+    });
   });
 
   it("does not handle eventType 4, a chatroom message", () => {
@@ -529,7 +648,7 @@ describe("parseCallbackEvent: validation and junk", () => {
 
   it.each([
     ["body", 5, "body is a number, not a string"],
-    ["attach", { a: 1 }, "attach is an object, not a string"],
+    ["attach", 7, "attach is a number, not a string"],
     ["fromAccount", true, "fromAccount is a boolean, not an identifier"],
     ["to", ["advisor_bot"], "to is an array, not an identifier"],
     ["msgType", 0, "msgType is a number, not a string"],

@@ -24,6 +24,7 @@ import type {
   CallbackEvent,
   ConversationKind,
   CustomNotificationEvent,
+  MediaAttachment,
   MessageEvent,
   MessageType,
   ParseResult,
@@ -145,7 +146,8 @@ function parseEvent(eventType: string, fields: FieldReader): CallbackEvent {
       return parsePresenceEvent(eventType === "2" ? "login" : "logout", fields);
     case "7":
     case "8":
-      return parseRecallEvent(eventType === "7" ? "person" : "team", fields);
+    case "25":
+      return parseRecallEvent(eventType === "7" ? "person" : eventType === "8" ? "team" : "super-team", fields);
     default: {
       const name = IGNORED_EVENT_TYPES[eventType];
       const reason = name ? `eventType ${eventType} (${name}) is not handled` : `eventType ${eventType} is unknown`;
@@ -172,7 +174,7 @@ function parseMessage(conversation: ConversationKind, msgType: string, fields: F
   const messageType = MESSAGE_TYPES[msgType] ?? "other";
   const body = fields.optionalString("body");
   if (messageType === "text" && body === undefined) throw new FieldProblem("a TEXT message has no body");
-  const attach = fields.optionalString("attach");
+  const attach = fields.attachText("attach");
   return withoutUndefined({
     kind: "message" as const,
     conversation,
@@ -182,6 +184,7 @@ function parseMessage(conversation: ConversationKind, msgType: string, fields: F
     to: fields.requiredIdentifier("to"),
     text: messageType === "text" ? body : undefined,
     attach: attach === "" ? undefined : attach,
+    media: mediaAttachment(messageType, fields.attachObject("attach")),
     body: messageType !== "text" && body !== "" ? body : undefined,
     msgidServer: fields.requiredDigits("msgidServer"),
     msgidClient: fields.optionalIdentifier("msgidClient"),
@@ -245,16 +248,69 @@ function parsePresenceEvent(kind: "login" | "logout", fields: FieldReader): Pres
   });
 }
 
-function parseRecallEvent(conversation: "person" | "team", fields: FieldReader): RecallEvent {
+function parseRecallEvent(conversation: RecallEvent["conversation"], fields: FieldReader): RecallEvent {
+  const attach = fields.attachText("attach");
   return withoutUndefined({
     kind: "recall" as const,
     conversation,
-    fromAccount: fields.optionalIdentifier("fromAccount"),
+    fromAccount: fields.optionalIdentifier("from") ?? fields.optionalIdentifier("fromAccount"),
     to: fields.optionalIdentifier("to"),
-    msgidServer: fields.optionalDigits("msgidServer"),
-    recalledMsgidServer: fields.optionalDigits("deleteMsgid"),
-    msgTimestamp: fields.optionalTimestamp("msgTimestamp"),
+    recalledMsgidServer: fields.optionalDigits("msgId") ?? fields.optionalDigits("deleteMsgid"),
+    recalledMsgidClient: fields.optionalIdentifier("clientId"),
+    deleteTime: fields.optionalTimestamp("deleteTime"),
+    sendTime: fields.optionalTimestamp("sendTime"),
+    fromClientType: fields.clientType("fromClientType"),
+    selfRecall: fields.optionalFlag("selfMsg"),
+    attach: attach === "" ? undefined : attach,
     raw: fields.record,
+  });
+}
+
+/** NIM's attachment fields per media type (nim-protocol §10.1), read leniently and typed. */
+function mediaAttachment(messageType: MessageType, attach: JsonObject | undefined): MediaAttachment | undefined {
+  if (attach === undefined) return undefined;
+  if (
+    messageType !== "picture" &&
+    messageType !== "audio" &&
+    messageType !== "video" &&
+    messageType !== "file" &&
+    messageType !== "location"
+  ) {
+    return undefined;
+  }
+  const text = (name: string) => {
+    const value = attach[name];
+    return typeof value === "string" && value !== "" ? value : undefined;
+  };
+  const number = (name: string) => {
+    const value = attach[name];
+    const parsed = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+    return typeof parsed === "number" && Number.isFinite(parsed) ? parsed : undefined;
+  };
+  const count = (name: string) => {
+    const value = number(name);
+    return value !== undefined && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  };
+  if (messageType === "location") {
+    const latitude = number("lat");
+    const longitude = number("lng");
+    return withoutUndefined({
+      kind: messageType,
+      title: text("title"),
+      latitude: latitude !== undefined && Math.abs(latitude) <= 90 ? latitude : undefined,
+      longitude: longitude !== undefined && Math.abs(longitude) <= 180 ? longitude : undefined,
+    });
+  }
+  return withoutUndefined({
+    kind: messageType,
+    url: text("url"),
+    size: count("size"),
+    ext: text("ext"),
+    duration: messageType === "audio" || messageType === "video" ? count("dur") : undefined,
+    name: text("name"),
+    md5: text("md5"),
+    width: messageType === "picture" || messageType === "video" ? count("w") : undefined,
+    height: messageType === "picture" || messageType === "video" ? count("h") : undefined,
   });
 }
 
@@ -353,6 +409,32 @@ class FieldReader {
     if (value === undefined || value === null) return undefined;
     if (typeof value === "string") return value;
     throw new FieldProblem(`${name} is ${describeType(value)}, not a string`);
+  }
+
+  /**
+   * `attach`: a string as NIM's field table says, or a JSON object as its own examples show; an
+   * object is handed on as its JSON text so consumers see one type. Anything else is a problem.
+   */
+  attachText(name: string): string | undefined {
+    const value = this.value(name);
+    if (isJsonObject(value)) return JSON.stringify(value);
+    return this.optionalString(name);
+  }
+
+  /** `attach` as an object: the object itself, or a string that holds a JSON object. */
+  attachObject(name: string): JsonObject | undefined {
+    return this.objectField(name);
+  }
+
+  /** A descriptive flag: true/false when it is one, undefined when absent or odd. */
+  optionalFlag(name: string): boolean | undefined {
+    const value = this.value(name);
+    if (value === undefined || value === null || value === "") return undefined;
+    try {
+      return this.flag(name);
+    } catch {
+      return undefined;
+    }
   }
 
   /** A descriptive string (nickname, device, ip): kept when it is text or a number, dropped otherwise. */

@@ -10,11 +10,18 @@ describe("im-bridge/client", () => {
   it("exports the public API", () => {
     expect(Object.keys(client).sort()).toEqual([
       "MAX_FINAL_PARTS",
+      "NIM_STREAM_STATUS",
+      "NativeStreamAssembler",
+      "NimApiVersionError",
       "StreamAssembler",
+      "connectNimV10",
       "createStreamAssembler",
       "fromEmulatorMessage",
+      "fromEmulatorStreamFrame",
       "fromNimV10Message",
       "fromNimV9Message",
+      "isTrustedSender",
+      "nimV9Handlers",
       "parseBotStreamBody",
     ]);
   });

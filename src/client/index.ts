@@ -2,43 +2,42 @@
  * `im-bridge/client`: assemble im-bridge's streamed bot replies in a browser.
  *
  * im-bridge sends every reply as a series of NIM custom messages (`bot_stream` bodies: segments,
- * then one or more final messages). This module turns them into one {@link ReplyState} per reply,
- * coping with repeats, gaps, out-of-order delivery and users who only ever get the stored final.
+ * then one or more final messages), or with `NIM_STREAM_MODE=native` as NIM's v2 stream messages.
+ * This module turns either into one {@link ReplyState} per reply, coping with repeats, gaps,
+ * out-of-order delivery and users who only ever get the stored final.
  * It has no dependencies and no Node imports. Guide: docs/client.md.
  *
  * @example
- * // Web SDK v9 (@yxim/nim-web-sdk): custom messages arrive in onmsg with msg.type === "custom".
- * import { StreamAssembler, fromNimV9Message } from "im-bridge/client";
+ * // Web SDK v9 (@yxim/nim-web-sdk): online, offline and roaming messages, bot senders only.
+ * import { StreamAssembler, nimV9Handlers } from "im-bridge/client";
  *
  * const assembler = new StreamAssembler();
  * assembler.onChange((reply) => renderBotBubble(reply)); // text, status, done, waitingForSeq
  * const nim = NIM.getInstance({
  *   appKey, account, token,
- *   onmsg(msg) {
- *     const body = fromNimV9Message(msg); // undefined unless msg is a bot reply message
- *     if (body) assembler.accept(body);
- *     else renderOrdinaryMessage(msg);
- *   },
- *   onofflinemsgs(result) { for (const msg of result.msgs) assembler.accept(fromNimV9Message(msg)); },
+ *   ...nimV9Handlers({ assembler, botAccounts: ["advisor_bot"], onOtherMessage: renderOrdinaryMessage }),
  * });
  *
  * @example
- * // Web SDK v10 (nim-web-sdk-ng): custom messages arrive in onReceiveMessages with messageType 100.
- * import { StreamAssembler, fromNimV10Message } from "im-bridge/client";
+ * // Web SDK v10 (nim-web-sdk-ng): apiVersion "v2" is required; custom and native replies alike.
+ * import { connectNimV10, NativeStreamAssembler, StreamAssembler } from "im-bridge/client";
  *
- * const assembler = new StreamAssembler();
- * assembler.onChange((reply) => renderBotBubble(reply));
- * nim.V2NIMMessageService.on("onReceiveMessages", (messages) => {
- *   for (const message of messages) {
- *     const body = fromNimV10Message(message); // undefined unless message is a bot reply message
- *     if (body) assembler.accept(body);
- *     else renderOrdinaryMessage(message);
- *   }
- * });
+ * const nim = V2NIM.getInstance({ appkey, apiVersion: "v2" });
+ * const custom = new StreamAssembler();
+ * const native = new NativeStreamAssembler({ botAccounts: ["advisor_bot"] });
+ * custom.onChange(renderBotBubble);
+ * native.onChange(renderBotBubble); // the same ReplyState in both modes
+ * connectNimV10(nim, { custom, native, botAccounts: ["advisor_bot"], onOtherMessage: renderOrdinaryMessage });
  *
  * @module
  */
-export { fromEmulatorMessage, fromNimV9Message, fromNimV10Message } from "./adapters.ts";
+export {
+  type AdapterOptions,
+  fromEmulatorMessage,
+  fromNimV9Message,
+  fromNimV10Message,
+  isTrustedSender,
+} from "./adapters.ts";
 export {
   type BotStreamBody,
   type FinalStatus,
@@ -47,9 +46,24 @@ export {
   type ReplyStatus,
 } from "./bot-stream-body.ts";
 export {
+  NativeStreamAssembler,
+  type NativeStreamAssemblerOptions,
+  NIM_STREAM_STATUS,
+} from "./native-stream-assembler.ts";
+export {
   createStreamAssembler,
   type ReplyListener,
   type ReplyState,
   StreamAssembler,
   type StreamAssemblerOptions,
 } from "./stream-assembler.ts";
+export {
+  connectNimV10,
+  fromEmulatorStreamFrame,
+  NimApiVersionError,
+  type NimV9Handlers,
+  type NimV9Wiring,
+  type NimV10Like,
+  type NimV10Wiring,
+  nimV9Handlers,
+} from "./wiring.ts";

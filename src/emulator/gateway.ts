@@ -40,7 +40,9 @@
  *     of this accid was recalled (both sides of a P2P conversation, every member of a team);
  *   {"type":"stream","message":{message_server_id,from,to,text,index,finish,…}} for each non-final
  *     chunk of a v2 stream message (`text` is the accumulated text); the finished stream then
- *     arrives as an ordinary stored `message` whose msgid equals message_server_id.
+ *     arrives as an ordinary stored `message` whose msgid equals message_server_id,
+ *     with `ext` (the stream's extension) and `stream: {status, reason?, ragInfoList?}`; in a team
+ *     the live chunks reach only the sender's sessions unless `teamStreamFramesToAllMembers`.
  *
  * Online-only versus stored (NIM's option semantics, decided on `option.persistent`, see
  * `isStoredMessage`): an online-only message reaches only the sessions open at that moment; a stored
@@ -86,12 +88,14 @@ export interface GatewayMessage {
   option: EmulatorMessageOption;
   msgidClient: string;
   fromClientType: string;
-  /** The sender's extension as sent (UIKit puts `yxAitMsg` here). */
+  /** 0 = P2P, 1 = team (`to` is the tid). */
+  ope: 0 | 1;
+  /** The sender's extension as sent (UIKit puts `yxAitMsg` here; v2 `extension`). */
   ext?: string;
   /** The sender's nickname, when the account has one. */
   fromNick?: string;
   /** Only on the merged message of a v2 stream message. */
-  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason };
+  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason; ragInfoList?: unknown[] };
 }
 
 /** A non-final chunk of a v2 stream message, as pushed to the receiver. */
@@ -107,6 +111,12 @@ export interface GatewayStreamChunk {
   index: number;
   finish: 0 | 1;
   create_time: number;
+  /** Present in a team conversation (`to` is then the tid). */
+  scope?: "team";
+  /** The stream's newest `extension`, as the request gave it. */
+  extension?: string;
+  /** The stream's newest `rag_info_list` (citations). */
+  rag_info_list?: unknown[];
 }
 
 export type GatewayClientFrame =
@@ -271,6 +281,7 @@ export function toGatewayMessage(message: EmulatorMessage, fromNick?: string): G
     option: { ...message.option },
     msgidClient: message.msgidClient,
     fromClientType: message.fromClientType,
+    ope: message.ope,
   };
   if (message.ext !== undefined) view.ext = message.ext;
   if (fromNick) view.fromNick = fromNick;

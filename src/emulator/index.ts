@@ -85,7 +85,7 @@ export {
   TEAM_MEMBERS_COPY_LIMIT,
   teamMembersCopyValue,
 } from "./teams.ts";
-export { streamMessagePath } from "./v2-api.ts";
+export { streamMessagePath, terminateIdleStreams, V2_CODES } from "./v2-api.ts";
 
 export interface NimEmulatorOptions extends EmulatorStateOptions {
   /** Default 0: a free port. */

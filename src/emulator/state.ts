@@ -72,8 +72,8 @@ export interface EmulatorMessage {
   fromClientType: string;
   /** The sending device; "" for the server APIs, as NIM copies REST messages. */
   fromDeviceId: string;
-  /** Set on the merged message of a v2 stream: how the stream ended. */
-  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason };
+  /** Set on the merged message of a v2 stream: how the stream ended, and its citations if any. */
+  stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason; ragInfoList?: unknown[] };
   from: string;
   to: string;
   ope: 0 | 1;
@@ -143,14 +143,26 @@ export interface EmulatorNotification {
   fields: Record<string, string>;
 }
 
+/**
+ * An advanced team as the v2 stream API needs it: who may send into it and who receives its
+ * messages. Accids lower-cased. (Team creation over the classic API is not modelled here.)
+ */
 /** One v2 stream message (nim-protocol §5.1), from its first chunk to its merge. */
 export interface EmulatorStream {
   messageServerId: string;
   messageClientId: string;
-  /** As given in the URL, e.g. "bot|1|u_42". */
+  /** As given in the URL, e.g. "bot|1|u_42" or "bot|2|<tid>". */
   conversationId: string;
+  /** 0 = P2P (`to` is an accid), 1 = advanced team (`to` is the tid). */
+  ope: 0 | 1;
   from: string;
   to: string;
+  /** The newest `extension` a chunk carried (NIM's server extension of the merged message). */
+  extension?: string;
+  /** `rag_info_list` (citations) as the newest chunk that carried one gave it. */
+  ragInfoList?: unknown[];
+  /** `thread_config.thread_reply` of the first chunk: the message this stream quotes. */
+  threadReply?: Record<string, unknown>;
   /** The chunks' texts concatenated in index order. */
   text: string;
   /** The index the next chunk must carry. */
@@ -305,6 +317,18 @@ export interface EmulatorSettings {
   interceptDefaultPolicy: "allow" | "reject";
   /** UNCONFIRMED: the answer's `errCode` that lets a message through (public integrations: 0). */
   interceptAllowErrCode: number;
+  /**
+   * Whether the app may send v2 stream messages. NIM enables the feature per app; false answers
+   * every stream chunk with 403 "stream message not enabled" (the bridge then falls back to
+   * custom segments). Default true.
+   */
+  streamMessagesEnabled: boolean;
+  /**
+   * Team stream messages: NIM delivers the live chunks only to the sender's own devices unless
+   * NIM support enables delivery to every member (doc of 2025-11-28); members always get the
+   * merged message. Default false, as NIM ships it.
+   */
+  teamStreamFramesToAllMembers: boolean;
 }
 
 export interface EmulatorStateOptions {
@@ -342,6 +366,8 @@ export interface EmulatorStateOptions {
   interceptTimeoutMs?: number;
   interceptDefaultPolicy?: "allow" | "reject";
   interceptAllowErrCode?: number;
+  streamMessagesEnabled?: boolean;
+  teamStreamFramesToAllMembers?: boolean;
 }
 
 export interface MessageFilter {
@@ -440,6 +466,8 @@ export class NimEmulatorState {
       interceptTimeoutMs: options.interceptTimeoutMs ?? 2_000,
       interceptDefaultPolicy: options.interceptDefaultPolicy ?? "allow",
       interceptAllowErrCode: options.interceptAllowErrCode ?? 0,
+      streamMessagesEnabled: options.streamMessagesEnabled ?? true,
+      teamStreamFramesToAllMembers: options.teamStreamFramesToAllMembers ?? false,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.
@@ -506,6 +534,19 @@ export class NimEmulatorState {
   onRecall(listener: (recall: EmulatorRecall) => void): () => void {
     this.events.on("recall", listener);
     return () => this.events.off("recall", listener);
+  }
+
+  /**
+   * Adds or replaces a team with a given tid (tests of v2 team streams); accids are lower-cased
+   * and the owner is a member. `createTeam` allocates the tid instead.
+   */
+  addTeam(team: { tid: string; owner: string; members: string[]; name?: string }): EmulatorTeam {
+    const owner = team.owner.toLowerCase();
+    const members = [...new Set([owner, ...team.members.map((member) => member.toLowerCase())])];
+    const created: EmulatorTeam = { tid: team.tid, name: team.name ?? team.tid, owner, members, createdAt: this.now() };
+    this.teams.set(team.tid, created);
+    this.events.emit("team", created);
+    return created;
   }
 
   allocateMessageId(): string {

@@ -4,7 +4,7 @@
  * stored message, and authentication.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type RunningNimEmulator, startNimEmulator, streamMessagePath } from "./index.ts";
+import { type RunningNimEmulator, startNimEmulator, streamMessagePath, terminateIdleStreams } from "./index.ts";
 import { type Frame, GatewayTestClient, signedPost } from "./test-clients.ts";
 
 const appKey = "v2-test-key";
@@ -29,6 +29,8 @@ afterEach(async () => {
   emulator.state.reset();
   emulator.settings.streamChunkTimeoutMs = 30_000;
   emulator.settings.streamTextLimit = 5000;
+  emulator.settings.streamMessagesEnabled = true;
+  emulator.settings.teamStreamFramesToAllMembers = false;
 });
 
 function streamUrl(conversationId = `${bot}|1|alice`, target = emulator) {
@@ -43,7 +45,10 @@ interface Chunk {
   messageClientId?: string;
 }
 
-async function postChunk(chunk: Chunk, options: { conversationId?: string; checkSum?: string } = {}) {
+async function postChunk(
+  chunk: Chunk,
+  options: { conversationId?: string; checkSum?: string; extra?: Record<string, unknown> } = {},
+) {
   const message: Record<string, unknown> = {
     message_type: 0,
     attachment: { text: chunk.text, index: chunk.index, finish: chunk.finish ?? 0 },
@@ -53,7 +58,7 @@ async function postChunk(chunk: Chunk, options: { conversationId?: string; check
   if (chunk.messageServerId !== undefined) message.message_server_id = Number(chunk.messageServerId);
   return signedPost(
     streamUrl(options.conversationId),
-    { json: { message } },
+    { json: { message, ...options.extra } },
     { appKey, appSecret, checkSum: options.checkSum },
   );
 }
@@ -135,7 +140,7 @@ describe("stream_message", () => {
     });
 
     const after = await postChunk({ text: "!", index: 3, messageServerId: serverId });
-    expect(after.json).toMatchObject({ code: 414, msg: "stream message already finished" });
+    expect(after.json).toMatchObject({ code: 189319, msg: "stream message already finished" });
     expect(emulator.state.requests.map((request) => request.path)).toEqual(Array(4).fill(streamMessagePath));
   });
 
@@ -179,7 +184,7 @@ describe("stream_message", () => {
     await alice.take(isStream);
 
     const overflow = await postChunk({ text: "b".repeat(2001), index: 1, messageServerId: serverId });
-    expect(overflow.json).toMatchObject({ code: 414, msg: "stream message too long: terminated" });
+    expect(overflow.json).toMatchObject({ code: 189320, msg: "stream message too long: terminated" });
     const merged = await alice.take(isMessage);
     expect(merged.message).toMatchObject({
       msgid: serverId,
@@ -188,7 +193,7 @@ describe("stream_message", () => {
     });
 
     const later = await postChunk({ text: "b", index: 1, messageServerId: serverId });
-    expect(later.json).toMatchObject({ code: 414, msg: "stream message already terminated (too-long)" });
+    expect(later.json).toMatchObject({ code: 189320, msg: "stream message already terminated (too-long)" });
   });
 
   it("accepts exactly 5000 characters in total", async () => {
@@ -211,7 +216,7 @@ describe("stream_message", () => {
       stream: { status: "terminated", reason: "timeout" },
     });
     const late = await postChunk({ text: " more", index: 1, messageServerId: serverId });
-    expect(late.json).toMatchObject({ code: 414, msg: "stream message already terminated (timeout)" });
+    expect(late.json).toMatchObject({ code: 189320, msg: "stream message already terminated (timeout)" });
     expect(emulator.state.messagesMatching({ from: bot })).toHaveLength(1);
   });
 
@@ -241,11 +246,15 @@ describe("stream_message", () => {
   });
 
   it("refuses malformed requests with 414", async () => {
-    expect((await postChunk({ text: "x", index: 0 }, { conversationId: `${bot}|2|team1` })).json?.code).toBe(414);
+    expect((await postChunk({ text: "x", index: 0 }, { conversationId: `${bot}|2|team1` })).json).toEqual({
+      code: 108404,
+      msg: "team not exists",
+    });
     expect((await postChunk({ text: "x", index: 0 }, { conversationId: `${bot}|1|ghost` })).json).toEqual({
-      code: 414,
+      code: 102404,
       msg: "receiver not exists",
     });
+    expect((await postChunk({ text: "x", index: 0 }, { conversationId: `${bot}|3|team1` })).json?.code).toBe(414);
     const noAttachment = await signedPost(
       streamUrl(),
       { json: { message: { message_type: 0 } } },
@@ -266,6 +275,99 @@ describe("stream_message", () => {
     // The chunk was applied: a blind retry of index 1 is now out of order.
     expect((await postChunk({ text: "b", index: 1, messageServerId: serverId })).json?.code).toBe(414);
     expect(emulator.state.streams.get(serverId)?.text).toBe("ab");
+  });
+});
+
+describe("NIM's switches, teams and the injected clock", () => {
+  it("answers 403 'stream message not enabled' while the app lacks the feature, creating nothing", async () => {
+    emulator.settings.streamMessagesEnabled = false;
+    const refused = await postChunk({ text: "x", index: 0 });
+    expect(refused.json).toEqual({ code: 403, msg: "stream message not enabled" });
+    expect(emulator.state.streams.size).toBe(0);
+  });
+
+  it("streams into a team: frames to the sender's sessions only, the merged message to every member", async () => {
+    emulator.state.addAccount({ accid: "bob", token: "bob-token", createdAt: Date.now() });
+    emulator.state.addTeam({ tid: "6001", owner: "alice", members: ["bob", bot] });
+    const alice = await aliceOnline();
+    const botSession = await GatewayTestClient.loggedIn(emulator.gatewayUrl, bot, "bot-token");
+    clients.push(botSession);
+    const conversationId = `${bot}|2|6001`;
+    const first = await postChunk({ text: "team ", index: 0 }, { conversationId });
+    expect(first.json).toMatchObject({ code: 200, data: { conversation_type: 2, receiver_id: "6001" } });
+    const serverId = serverIdOf(first);
+    expect((await botSession.take(isStream)).message).toMatchObject({ scope: "team", to: "6001", text: "team " });
+    await postChunk({ text: "answer", index: 1, finish: 1, messageServerId: serverId }, { conversationId });
+    const merged = await alice.take(isMessage);
+    expect(merged.message).toMatchObject({ msgid: serverId, ope: 1, to: "6001", body: '{"msg":"team answer"}' });
+    // Alice (a member, not the sender) never saw a live frame: NIM's default for teams.
+    expect(alice.frames.filter(isStream)).toEqual([]);
+
+    emulator.settings.teamStreamFramesToAllMembers = true;
+    await postChunk({ text: "live", index: 0 }, { conversationId });
+    expect((await alice.take(isStream)).message).toMatchObject({ scope: "team", text: "live" });
+  });
+
+  it("refuses a team sender who is not a member with 109404", async () => {
+    emulator.state.addTeam({ tid: "6002", owner: "alice", members: [] });
+    const refused = await postChunk({ text: "x", index: 0 }, { conversationId: `${bot}|2|6002` });
+    expect(refused.json).toEqual({ code: 109404, msg: "sender not in team" });
+  });
+
+  it("keeps extension, citations and the quoted message, and puts them on the merged message", async () => {
+    const extension = JSON.stringify({ kind: "bot_stream", stream_id: "s1" });
+    const citations = [{ name: "docs", title: "Guide", url: "https://example.com/guide" }];
+    const first = await postChunk(
+      { text: "a", index: 0 },
+      { extra: { extension, thread_config: { thread_reply: { message_server_id: 42, sender_id: "alice" } } } },
+    );
+    const serverId = serverIdOf(first);
+    expect(emulator.state.streams.get(serverId)?.threadReply).toMatchObject({ sender_id: "alice" });
+    const finalExtension = JSON.stringify({ kind: "bot_stream", stream_id: "s1", status: "ok" });
+    await postChunk(
+      { text: "b", index: 1, finish: 1, messageServerId: serverId },
+      { extra: { extension: finalExtension, rag_info_list: citations } },
+    );
+    expect(emulator.state.messages[0]).toMatchObject({
+      ext: finalExtension,
+      stream: { status: "complete", ragInfoList: citations },
+    });
+  });
+});
+
+describe("the gap rule under an injected clock", () => {
+  it("terminates by the emulator's clock, on the next chunk or by terminateIdleStreams", async () => {
+    // Starts at the real time (CurTime is checked against this clock) and then only moves by hand.
+    let now = Date.now();
+    const clocked = await startNimEmulator({
+      appKey,
+      appSecret,
+      now: () => now,
+      curTimeWindow: { pastSeconds: 3_600, futureSeconds: 300 },
+    });
+    try {
+      clocked.state.addAccount({ accid: "alice", token: "t", createdAt: now });
+      clocked.state.addAccount({ accid: bot, token: "t", createdAt: now });
+      const post = (jsonText: string) => signedPost(streamUrl(undefined, clocked), { jsonText }, { appKey, appSecret });
+      const first = await post('{"message":{"attachment":{"text":"a","index":0,"finish":0}}}');
+      const id = serverIdOf(first);
+      now += 29_000;
+      const within = await post(`{"message":{"message_server_id":${id},"attachment":{"text":"b","index":1}}}`);
+      expect(within.json?.code).toBe(200);
+      now += 30_001;
+      const late = await post(`{"message":{"message_server_id":${id},"attachment":{"text":"c","index":2}}}`);
+      expect(late.json).toMatchObject({ code: 189320 });
+      expect(clocked.state.messages[0]).toMatchObject({ body: '{"msg":"ab"}', stream: { reason: "timeout" } });
+
+      const second = await post('{"message":{"attachment":{"text":"x","index":0,"finish":0}}}');
+      expect(second.json?.code).toBe(200);
+      expect(terminateIdleStreams(clocked.state)).toBe(0);
+      now += 30_001;
+      expect(terminateIdleStreams(clocked.state)).toBe(1);
+      expect(clocked.state.messages).toHaveLength(2);
+    } finally {
+      await clocked.close();
+    }
   });
 });
 

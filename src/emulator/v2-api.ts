@@ -16,12 +16,26 @@
  * - on finish *or* termination NIM merges the chunks into one complete message: recorded here as a
  *   stored text message whose msgid is the `message_server_id` (delivered like any other message).
  *
- * UNCONFIRMED at NIM, chosen here: v2 error codes. Every refusal is code 414 with a distinct `msg`
- * (the v2 domain may use 6-digit codes; no source shows them, and the official SDK only checks
- * `code != 200`). An out-of-order chunk is refused without terminating the stream; a first chunk
- * already over the text limit is refused without creating one; a repeated first chunk (same
- * message_client_id) starts a second stream. Only P2P conversations (`a|1|b`). Non-final chunks
- * reach the receiver's gateway sessions as `stream` frames only (online-only, never queued).
+ * Codes (nim-protocol §10.1 #6; six-digit v2 domain codes are LIKELY, from the client SDK's table):
+ * 414 parameter errors (bad body, out-of-order index, missing message_server_id), 416 frequency
+ * control, 102404 sender or receiver account not exist, 108404 team not exist, 109404 sender not a
+ * team member, 189319 stream already finished ("generated"), 189320 stream terminated ("aborted":
+ * gap or length), 403 stream messages not enabled for the app (`streamMessagesEnabled: false`;
+ * NIM's exact code for that is UNCONFIRMED). An out-of-order chunk is refused without terminating
+ * the stream; a first chunk already over the text limit is refused without creating one; a repeated
+ * first chunk (same message_client_id) starts a second stream (whether NIM de-duplicates client
+ * ids here is UNCONFIRMED; this is the pessimistic reading).
+ *
+ * Scope: P2P (`a|1|b`) and advanced teams (`a|2|tid`, see `state.addTeam`). Non-final chunks reach
+ * gateway sessions as `stream` frames only (online-only, never queued): in P2P the receiver's, in a
+ * team only the sender's own sessions unless `teamStreamFramesToAllMembers` (as NIM ships it); the
+ * merged message goes to every member. `extension`, `rag_info_list` and `thread_config` are kept:
+ * the newest extension and citation list a chunk carried become the merged message's `ext` and
+ * `stream.ragInfoList` (whether NIM takes them from later chunks is UNCONFIRMED).
+ *
+ * Time: the gap rule reads `state.now()` on every chunk, so a test with an injected clock sees it;
+ * {@link terminateIdleStreams} applies it to every open stream at once (the timer does the same in
+ * real time).
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -30,6 +44,7 @@ import { defaultDescription, type FaultAction, selectFaults, takeQueuedFault } f
 import type { GatewayHub, GatewayStreamChunk } from "./gateway.ts";
 import { pause } from "./pause.ts";
 import type {
+  EmulatorMessage,
   EmulatorMessageOption,
   EmulatorRequestRecord,
   EmulatorStream,
@@ -40,10 +55,18 @@ import type {
 /** The path faults and request records use for the stream endpoint. */
 export const streamMessagePath = "im/v2/conversations/{conversation_id}/messages/actions/stream_message";
 
-/** The code of every v2 refusal (unconfirmed at NIM; see the module comment). */
-const refusalCode = 414;
-/** conversation_type 1 = P2P in the v2 API. */
-const personConversationType = 1;
+/** v2 answer codes (see the module comment for what is confirmed). */
+export const V2_CODES = {
+  parameterError: 414,
+  frequencyControl: 416,
+  notEnabled: 403,
+  accountNotExist: 102404,
+  teamNotExist: 108404,
+  teamMemberNotExist: 109404,
+  streamFinished: 189319,
+  streamTerminated: 189320,
+} as const;
+const refusalCode = V2_CODES.parameterError;
 
 export interface V2ApiOptions {
   state: NimEmulatorState;
@@ -110,7 +133,12 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
       let envelope: V2Envelope;
       try {
         authenticate(request, state);
-        if (!state.frequencyControl.tryTake(streamMessagePath)) throw new V2ApiError(416, "frequency control");
+        if (!state.settings.streamMessagesEnabled) {
+          throw new V2ApiError(V2_CODES.notEnabled, "stream message not enabled");
+        }
+        if (!state.frequencyControl.tryTake(streamMessagePath)) {
+          throw new V2ApiError(V2_CODES.frequencyControl, "frequency control");
+        }
         envelope = acceptChunk(request.params.conversationId, request.body as JsonBody | undefined);
       } catch (error) {
         if (error instanceof ClassicApiError) envelope = { code: error.code, msg: error.desc };
@@ -135,7 +163,7 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
 
   /** Validates one chunk and applies it to its stream; throws V2ApiError for every refusal. */
   function acceptChunk(conversationId: string, body: JsonBody | undefined): V2Envelope {
-    const { from, to } = parseConversationId(conversationId, state);
+    const { from, to, ope } = parseConversationId(conversationId, state);
     const payload = body?.value;
     if (!isRecord(payload) || !isRecord(payload.message)) throw new V2ApiError(refusalCode, "message is required");
     const message = payload.message;
@@ -165,6 +193,7 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
         messageServerId: state.allocateMessageId(),
         messageClientId: typeof clientId === "string" && clientId !== "" ? clientId : randomUUID(),
         conversationId,
+        ope,
         from,
         to,
         text: "",
@@ -175,6 +204,8 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
         chunks: [],
         option: mergedMessageOption(payload),
       };
+      const threadConfig = isRecord(payload.thread_config) ? payload.thread_config : undefined;
+      if (isRecord(threadConfig?.thread_reply)) stream.threadReply = threadConfig.thread_reply;
       state.streams.set(stream.messageServerId, stream);
     } else {
       const existing = state.streams.get(messageServerId);
@@ -185,30 +216,37 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
       }
       // Checked here as well as by the timer, so a test with an injected clock sees the same rule.
       if (stream.status === "streaming" && now - stream.lastChunkAt > state.settings.streamChunkTimeoutMs) {
-        end(stream, "terminated", "timeout");
+        endStream(state, stream, "terminated", "timeout");
       }
+      if (stream.status === "complete")
+        throw new V2ApiError(V2_CODES.streamFinished, "stream message already finished");
       if (stream.status !== "streaming") {
-        const how = stream.status === "complete" ? "finished" : `terminated (${stream.terminationReason})`;
-        throw new V2ApiError(refusalCode, `stream message already ${how}`);
+        throw new V2ApiError(
+          V2_CODES.streamTerminated,
+          `stream message already terminated (${stream.terminationReason})`,
+        );
       }
       if (index !== stream.nextIndex) {
         throw new V2ApiError(refusalCode, `chunk index out of order: expected ${stream.nextIndex}, got ${index}`);
       }
       if (stream.text.length + text.length > state.settings.streamTextLimit) {
-        end(stream, "terminated", "too-long");
-        throw new V2ApiError(refusalCode, "stream message too long: terminated");
+        endStream(state, stream, "terminated", "too-long");
+        throw new V2ApiError(V2_CODES.streamTerminated, "stream message too long: terminated");
       }
     }
 
+    if (typeof payload.extension === "string") stream.extension = payload.extension;
+    if (Array.isArray(payload.rag_info_list)) stream.ragInfoList = payload.rag_info_list;
     stream.text += text;
     stream.chunks.push({ index, text, finish, receivedAt: now });
     stream.nextIndex = index + 1;
     stream.lastChunkAt = now;
     if (finish === 1) {
-      end(stream, "complete");
+      endStream(state, stream, "complete");
     } else {
       scheduleTimeout(stream);
-      hub.sendTo(stream.to, { type: "stream", message: chunkView(stream, text, index) });
+      const frame = { type: "stream", message: chunkView(stream, text, index) } as const;
+      for (const accid of streamFrameReceivers(stream)) hub.sendTo(accid, frame);
       state.recordStreamChange(stream);
     }
     return {
@@ -218,7 +256,7 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
         message_server_id: BigInt(stream.messageServerId),
         message_client_id: stream.messageClientId,
         sender_id: stream.from,
-        conversation_type: personConversationType,
+        conversation_type: ope === 1 ? 2 : 1,
         receiver_id: stream.to,
         create_time: stream.createdAt,
         message_type: 0,
@@ -231,40 +269,70 @@ export async function v2Api(app: FastifyInstance, options: V2ApiOptions): Promis
     clearTimeout(stream.timer);
     stream.timer = setTimeout(() => {
       if (stream.status === "streaming" && state.streams.get(stream.messageServerId) === stream) {
-        end(stream, "terminated", "timeout");
+        endStream(state, stream, "terminated", "timeout");
       }
     }, state.settings.streamChunkTimeoutMs);
     stream.timer.unref();
   }
 
-  /** Finishes or terminates a stream and records the merged message, as NIM does in both cases. */
-  function end(stream: EmulatorStream, status: "complete" | "terminated", reason?: StreamTerminationReason): void {
-    clearTimeout(stream.timer);
-    stream.timer = undefined;
-    stream.status = status;
-    if (reason !== undefined) stream.terminationReason = reason;
-    state.recordMessage({
-      msgid: stream.messageServerId,
-      msgidClient: stream.messageClientId,
-      source: "stream",
-      fromClientType: "REST",
-      fromDeviceId: "",
-      from: stream.from,
-      to: stream.to,
-      ope: 0,
-      type: 0,
-      body: JSON.stringify({ msg: stream.text }),
-      option: stream.option,
-      timetag: stream.createdAt,
-      fields: {},
-      stream: reason === undefined ? { status } : { status, reason },
-    });
-    state.recordStreamChange(stream);
+  /** P2P: the receiver. Team: the sender's own sessions, or every member when NIM support enabled it. */
+  function streamFrameReceivers(stream: EmulatorStream): string[] {
+    if (stream.ope === 0) return [stream.to];
+    if (!state.settings.teamStreamFramesToAllMembers) return [stream.from];
+    return [...(state.teams.get(stream.to)?.members ?? [])];
   }
 }
 
+/**
+ * Terminates every open stream whose last chunk is older than the chunk gap by `state.now()`, as
+ * NIM's timer would; returns how many. For tests that drive an injected clock.
+ */
+export function terminateIdleStreams(state: NimEmulatorState): number {
+  let terminated = 0;
+  for (const stream of state.streams.values()) {
+    if (stream.status === "streaming" && state.now() - stream.lastChunkAt > state.settings.streamChunkTimeoutMs) {
+      endStream(state, stream, "terminated", "timeout");
+      terminated += 1;
+    }
+  }
+  return terminated;
+}
+
+/** Finishes or terminates a stream and records the merged message, as NIM does in both cases. */
+function endStream(
+  state: NimEmulatorState,
+  stream: EmulatorStream,
+  status: "complete" | "terminated",
+  reason?: StreamTerminationReason,
+): void {
+  clearTimeout(stream.timer);
+  stream.timer = undefined;
+  stream.status = status;
+  if (reason !== undefined) stream.terminationReason = reason;
+  const outcome: NonNullable<EmulatorMessage["stream"]> = reason === undefined ? { status } : { status, reason };
+  if (stream.ragInfoList !== undefined) outcome.ragInfoList = stream.ragInfoList;
+  state.recordMessage({
+    msgid: stream.messageServerId,
+    msgidClient: stream.messageClientId,
+    source: "stream",
+    fromClientType: "REST",
+    fromDeviceId: "",
+    from: stream.from,
+    to: stream.to,
+    ope: stream.ope,
+    type: 0,
+    body: JSON.stringify({ msg: stream.text }),
+    option: stream.option,
+    ...(stream.extension !== undefined ? { ext: stream.extension } : {}),
+    timetag: stream.createdAt,
+    fields: {},
+    stream: outcome,
+  });
+  state.recordStreamChange(stream);
+}
+
 function chunkView(stream: EmulatorStream, delta: string, index: number): GatewayStreamChunk {
-  return {
+  const view: GatewayStreamChunk = {
     message_server_id: stream.messageServerId,
     message_client_id: stream.messageClientId,
     from: stream.from,
@@ -275,24 +343,35 @@ function chunkView(stream: EmulatorStream, delta: string, index: number): Gatewa
     finish: 0,
     create_time: stream.createdAt,
   };
+  if (stream.ope === 1) view.scope = "team";
+  if (stream.extension !== undefined) view.extension = stream.extension;
+  if (stream.ragInfoList !== undefined) view.rag_info_list = stream.ragInfoList;
+  return view;
 }
 
 /**
- * `sender|1|receiver`. Fastify has already percent-decoded the parameter, so both a raw `|` (what
- * the Java SDK sends) and `%7C` arrive here as `|`.
+ * `sender|1|receiver` or `sender|2|tid`. Fastify has already percent-decoded the parameter, so both
+ * a raw `|` (what the Java SDK sends) and `%7C` arrive here as `|`. Super teams (`|3|`) are not
+ * modelled.
  */
-function parseConversationId(conversationId: string, state: NimEmulatorState): { from: string; to: string } {
+function parseConversationId(
+  conversationId: string,
+  state: NimEmulatorState,
+): { from: string; to: string; ope: 0 | 1 } {
   const parts = conversationId.split("|");
   if (parts.length !== 3 || !parts[0] || !parts[2]) throw new V2ApiError(refusalCode, "conversation_id illegal");
-  if (parts[1] === "2" || parts[1] === "3") {
-    throw new V2ApiError(refusalCode, "team conversations are not supported by the emulator");
-  }
-  if (parts[1] !== "1") throw new V2ApiError(refusalCode, "conversation_id illegal");
+  if (parts[1] !== "1" && parts[1] !== "2") throw new V2ApiError(refusalCode, "conversation_id illegal");
   const sender = state.findAccount(parts[0]);
-  if (!sender) throw new V2ApiError(refusalCode, "sender not exists");
+  if (!sender) throw new V2ApiError(V2_CODES.accountNotExist, "sender not exists");
+  if (parts[1] === "2") {
+    const team = state.teams.get(parts[2]);
+    if (!team) throw new V2ApiError(V2_CODES.teamNotExist, "team not exists");
+    if (!team.members.includes(sender.accid)) throw new V2ApiError(V2_CODES.teamMemberNotExist, "sender not in team");
+    return { from: sender.accid, to: team.tid, ope: 1 };
+  }
   const receiver = state.findAccount(parts[2]);
-  if (!receiver) throw new V2ApiError(refusalCode, "receiver not exists");
-  return { from: sender.accid, to: receiver.accid };
+  if (!receiver) throw new V2ApiError(V2_CODES.accountNotExist, "receiver not exists");
+  return { from: sender.accid, to: receiver.accid, ope: 0 };
 }
 
 /**

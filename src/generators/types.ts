@@ -18,6 +18,24 @@ export interface GenerationRequest {
   /** Earlier turns of the current context, oldest first (the message itself is not included). */
   history: ChatTurn[];
   systemPrompt: string;
+  /**
+   * Optional: a generator that knows its sources (retrieval, web search) reports them here, at any
+   * time before its stream ends; the last report wins. In native stream mode they reach the user
+   * as NIM's citations (`rag_info_list`); the custom mode ignores them. Absent when the pipeline
+   * does not collect sources.
+   */
+  reportSources?: (sources: ReplySource[]) => void;
+}
+
+/** One citation of a reply, the fields of NIM's `rag_info_list` items (all optional). */
+export interface ReplySource {
+  name?: string;
+  icon?: string;
+  title?: string;
+  /** ms since the epoch. */
+  time?: number;
+  url?: string;
+  description?: string;
 }
 
 /**

@@ -35,6 +35,8 @@ function client(overrides: Partial<NimClientOptions> = {}) {
     retry: { maxAttempts: 5, deadlineMs: 10_000, baseDelayMs: 5, maxDelayMs: 20 },
     fetch: countingFetch,
     logger: capturingLogger(),
+    // The real floor is seconds; tests keep the rule (a floor exists) without waiting for it.
+    frequencyControlBackoffMs: 5,
     ...overrides,
   });
 }
@@ -256,19 +258,32 @@ describe("errors and retries", () => {
     expect(emulator.state.messages).toHaveLength(1);
   });
 
-  it("500 twice, then success", async () => {
+  it("416 waits at least the frequency-control floor before the retry", async () => {
     await accounts("bot", "user1");
-    emulator.faults.push({ path: sendPath, kind: "code", code: 500, times: 2 });
-    await client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } });
-    expect(fetchCalls).toHaveLength(3);
-    expect(emulator.state.messages).toHaveLength(1);
+    emulator.faults.push({ path: sendPath, kind: "code", code: 416 });
+    const pauses: number[] = [];
+    await client({
+      frequencyControlBackoffMs: 1_500,
+      sleep: async (ms) => {
+        pauses.push(ms);
+      },
+    }).sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } });
+    expect(pauses).toEqual([1_500]);
+  });
+
+  it.each([500, 503, 514, 408, 415])("NIM code %i is final: NIM may have acted on the request", async (code) => {
+    await accounts("bot", "user1");
+    emulator.faults.push({ path: sendPath, kind: "code", code });
+    const error = await caught(client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } }));
+    expect(error).toMatchObject({ kind: "api", code, retryable: false });
+    expect(fetchCalls).toHaveLength(1);
   });
 
   it("each attempt carries a fresh Nonce (NIM could treat a repeat as a replay)", async () => {
     await accounts("bot", "user1");
     emulator.settings.rejectReplayedNonce = true;
     try {
-      emulator.faults.push({ path: sendPath, kind: "code", code: 500, times: 2 });
+      emulator.faults.push({ path: sendPath, kind: "code", code: 416, times: 2 });
       await client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } });
       expect(new Set(fetchCalls.map((call) => call.headers.nonce)).size).toBe(3);
     } finally {
@@ -276,17 +291,19 @@ describe("errors and retries", () => {
     }
   });
 
-  it("HTTP 502 from a gateway is retried; HTTP 400 is not", async () => {
+  it("HTTP 502 from a gateway is retried; HTTP 400, 500 and 503 are not", async () => {
     await accounts("bot", "user1");
     emulator.faults.push({ path: sendPath, kind: "http-status", status: 502 });
     await client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } });
     expect(fetchCalls).toHaveLength(2);
 
-    fetchCalls = [];
-    emulator.faults.push({ path: sendPath, kind: "http-status", status: 400 });
-    const error = await caught(client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } }));
-    expect(error).toMatchObject({ kind: "http", code: 400, retryable: false });
-    expect(fetchCalls).toHaveLength(1);
+    for (const status of [400, 500, 503]) {
+      fetchCalls = [];
+      emulator.faults.push({ path: sendPath, kind: "http-status", status });
+      const error = await caught(client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } }));
+      expect(error).toMatchObject({ kind: "http", code: status, retryable: false });
+      expect(fetchCalls).toHaveLength(1);
+    }
   });
 
   it("a 2xx answer that is not NIM JSON is a terminal invalid-response that quotes no body", async () => {
@@ -298,41 +315,33 @@ describe("errors and retries", () => {
     expect(fetchCalls).toHaveLength(1);
   });
 
-  it("a timeout (emulator holds the request past the client timeout) is retried", async () => {
+  it("a read timeout (emulator holds the request past the client timeout) is final, not retried", async () => {
     await accounts("bot", "user1");
     emulator.faults.push({ path: sendPath, kind: "delay", ms: 1_000 });
-    const startedAt = Date.now();
-    const result = await client({ timeoutMs: 150 }).sendMessage({
-      from: "bot",
-      to: "user1",
-      type: 0,
-      body: { msg: "x" },
-    });
-    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(150);
-    expect(result.msgid).toMatch(/^\d+$/);
-    expect(fetchCalls).toHaveLength(2);
+    const error = await caught(
+      client({ timeoutMs: 150 }).sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } }),
+    );
+    expect(error).toMatchObject({ kind: "timeout", retryable: false });
+    expect(fetchCalls).toHaveLength(1);
     expect(logLines.some((line) => line.includes('"kind":"timeout"'))).toBe(true);
   });
 
-  it("a lost answer after NIM accepted the send duplicates the message (accepted by the contract)", async () => {
+  it("a lost answer after NIM accepted the send is not retried, so the message is not duplicated", async () => {
     await accounts("bot", "user1");
     emulator.faults.push({ path: sendPath, kind: "delay", ms: 1_000, when: "after" });
-    const result = await client({ timeoutMs: 150 }).sendMessage({
-      from: "bot",
-      to: "user1",
-      type: 0,
-      body: { msg: "x" },
-    });
-    expect(emulator.state.messages).toHaveLength(2);
-    expect(result.msgid).toBe(emulator.state.messages[1]?.msgid);
+    const error = await caught(
+      client({ timeoutMs: 150 }).sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } }),
+    );
+    expect(error).toMatchObject({ kind: "timeout", retryable: false });
+    expect(emulator.state.messages).toHaveLength(1);
   });
 
-  it("a dropped connection is retried", async () => {
+  it("a connection dropped after the request was sent is final (NIM may have processed it)", async () => {
     await accounts("bot", "user1");
     emulator.faults.push({ path: sendPath, kind: "drop" });
-    await client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } });
-    expect(fetchCalls).toHaveLength(2);
-    expect(emulator.state.messages).toHaveLength(1);
+    const error = await caught(client().sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } }));
+    expect(error).toMatchObject({ kind: "network", retryable: false });
+    expect(fetchCalls).toHaveLength(1);
   });
 
   it("a connection refused is a retryable network error", async () => {
@@ -345,13 +354,13 @@ describe("errors and retries", () => {
       }).refreshToken("x"),
     );
     expect(error).toMatchObject({ kind: "network", retryable: true });
-    expect(error.desc).toMatch(/ECONNREFUSED/);
+    expect(error.desc).toMatch(/connect failed: ECONNREFUSED/);
     expect(fetchCalls).toHaveLength(2);
   });
 
   it("gives up after maxAttempts with the last NIM error", async () => {
     await accounts("bot", "user1");
-    emulator.faults.push({ path: sendPath, kind: "code", code: 503, times: Number.POSITIVE_INFINITY });
+    emulator.faults.push({ path: sendPath, kind: "code", code: 416, times: Number.POSITIVE_INFINITY });
     const error = await caught(
       client({ retry: { maxAttempts: 3, deadlineMs: 10_000, baseDelayMs: 1 } }).sendMessage({
         from: "bot",
@@ -360,22 +369,22 @@ describe("errors and retries", () => {
         body: { msg: "x" },
       }),
     );
-    expect(error).toMatchObject({ kind: "api", code: 503, retryable: true });
+    expect(error).toMatchObject({ kind: "api", code: 416, retryable: true });
     expect(fetchCalls).toHaveLength(3);
   });
 
   it("respects the overall deadline: no attempt or pause runs past it", async () => {
     await accounts("bot", "user1");
-    emulator.faults.push({ path: sendPath, kind: "delay", ms: 5_000, times: Number.POSITIVE_INFINITY });
+    emulator.faults.push({ path: sendPath, kind: "code", code: 416, times: Number.POSITIVE_INFINITY });
     const nim = client({
-      timeoutMs: 200,
+      frequencyControlBackoffMs: 200,
       retry: { maxAttempts: 50, deadlineMs: 700, baseDelayMs: 10, maxDelayMs: 50 },
     });
     const startedAt = Date.now();
     const error = await caught(nim.sendMessage({ from: "bot", to: "user1", type: 0, body: { msg: "x" } }));
     const elapsed = Date.now() - startedAt;
-    expect(error.kind).toBe("timeout");
-    expect(elapsed).toBeGreaterThanOrEqual(500);
+    expect(error.code).toBe(416);
+    expect(elapsed).toBeGreaterThanOrEqual(350);
     expect(elapsed).toBeLessThan(900);
     expect(fetchCalls.length).toBeGreaterThanOrEqual(3);
     expect(fetchCalls.length).toBeLessThanOrEqual(4);
@@ -449,10 +458,17 @@ describe("secrets", () => {
 
     errors.push(await caught(client({ appSecret: `${appSecret}-wrong` }).createAccount({ accid: "s1" })));
     errors.push(await caught(nim.createAccount({ accid: "secret_user", token: "token-value-that-must-not-leak" })));
-    emulator.faults.push({ kind: "code", code: 500, desc: `echo ${appSecret} token-value-that-must-not-leak` });
-    emulator.faults.push({ kind: "delay", ms: 1_000 });
-    emulator.faults.push({ kind: "drop" });
-    emulator.faults.push({ kind: "http-status", status: 503, body: appSecret });
+    // Each of these is final under NIM's retry rule, so each is its own failed call.
+    for (const fault of [
+      { kind: "code", code: 500, desc: `echo ${appSecret} token-value-that-must-not-leak` },
+      { kind: "delay", ms: 1_000 },
+      { kind: "drop" },
+      { kind: "http-status", status: 503, body: appSecret },
+    ] as const) {
+      emulator.faults.push(fault);
+      errors.push(await caught(nim.updateToken({ accid: "secret_user", token: "token-value-that-must-not-leak" })));
+    }
+    emulator.faults.push({ kind: "code", code: 416, desc: `slow down ${appSecret}` });
     await nim.updateToken({ accid: "secret_user", token: "token-value-that-must-not-leak" });
     emulator.faults.push({ kind: "code", code: 414, desc: `bad token token-value-that-must-not-leak ${appSecret}` });
     errors.push(await caught(nim.updateToken({ accid: "secret_user", token: "token-value-that-must-not-leak" })));

@@ -13,9 +13,9 @@
  * });
  * const account = await nim.createAccount({ accid: "u_42" });
  */
-import { apiCheckSum, createNonce } from "./checksum.ts";
-import { isNimError, isRetryableNimCode, NimError } from "./errors.ts";
+import { FREQUENCY_CONTROL_BACKOFF_MS, isNimError, isRetryableNimCode, NimError } from "./errors.ts";
 import { type RetryPolicy, retry } from "./retry.ts";
+import { isRetryableHttpStatus, parseRetryAfter, redact, sendSignedAttempt } from "./signed-request.ts";
 import {
   NIM_BODY_LIMIT,
   NIM_PUSHCONTENT_LIMIT,
@@ -68,6 +68,8 @@ export interface NimClientOptions {
   /** Wall clock in ms; CurTime is floor(now / 1000). Deadlines use a monotonic clock instead. */
   now?: () => number;
   logger?: NimLogger;
+  /** The least pause before retrying a 416 (frequency control). Default {@link FREQUENCY_CONTROL_BACKOFF_MS}. */
+  frequencyControlBackoffMs?: number;
   /** For tests: the retry loop's random source and sleep. */
   random?: () => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -115,6 +117,7 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
   const now = options.now ?? Date.now;
   const logger = options.logger;
   const policyDeadlineMs = options.retry.deadlineMs > 0 ? options.retry.deadlineMs : Number.POSITIVE_INFINITY;
+  const frequencyControlBackoffMs = options.frequencyControlBackoffMs ?? FREQUENCY_CONTROL_BACKOFF_MS;
 
   /**
    * One logical call: signs and sends `fields` to `endpoint`, retrying per the policy until
@@ -141,46 +144,20 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
     };
 
     const attemptOnce = async ({ remainingMs }: { remainingMs: number }): Promise<NimResponse> => {
-      // Whole ms: AbortSignal.timeout rejects fractions, and remainingMs comes from performance.now().
-      const timeoutMs = Math.floor(Math.min(options.timeoutMs, remainingMs));
-      if (timeoutMs <= 0) {
-        throw new NimError("timeout", 0, "deadline reached before the request was sent", true, endpoint);
-      }
-      // Nonce and CurTime are fresh per attempt: a retry after a long back-off must not present a
-      // CheckSum that is close to NIM's 5-minute validity limit, or one NIM might see as a replay.
-      const nonce = createNonce();
-      const curTime = String(Math.floor(now() / 1000));
-      const timeoutSignal = AbortSignal.timeout(timeoutMs);
-      const signal = callerSignal ? AbortSignal.any([callerSignal, timeoutSignal]) : timeoutSignal;
-      let response: Response;
-      let text: string;
-      try {
-        response = await fetchImplementation(url, {
-          method: "POST",
-          headers: {
-            "Content-Type": contentType,
-            AppKey: options.appKey,
-            Nonce: nonce,
-            CurTime: curTime,
-            CheckSum: apiCheckSum(options.appSecret, nonce, curTime),
-          },
-          body,
-          signal,
-        });
-        // Read inside the same try: the timeout must also cover a body that trickles in.
-        text = await response.text();
-      } catch (error) {
-        if (callerSignal?.aborted) {
-          throw new NimError("aborted", 0, "aborted by the caller", false, endpoint, { cause: error });
-        }
-        if (timeoutSignal.aborted) {
-          throw new NimError("timeout", 0, `no complete answer within ${timeoutMs} ms`, true, endpoint, {
-            cause: error,
-          });
-        }
-        throw new NimError("network", 0, describeNetworkError(error), true, endpoint, { cause: error });
-      }
-      return interpretResponse(endpoint, response, text, secrets);
+      const { response, text } = await sendSignedAttempt({
+        fetch: fetchImplementation,
+        url,
+        method: "POST",
+        contentType,
+        body,
+        appKey: options.appKey,
+        appSecret: options.appSecret,
+        now,
+        timeoutMs: Math.min(options.timeoutMs, remainingMs),
+        callerSignal,
+        endpoint,
+      });
+      return interpretResponse(endpoint, response, text, secrets, frequencyControlBackoffMs);
     };
 
     try {
@@ -360,10 +337,16 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
  * and a body `code` (nim-protocol §1.2); a non-2xx status means something in front of NIM (a
  * gateway, a load balancer) failed, so it is classified before the body is even looked at.
  */
-function interpretResponse(endpoint: string, response: Response, text: string, secrets: string[]): NimResponse {
+function interpretResponse(
+  endpoint: string,
+  response: Response,
+  text: string,
+  secrets: string[],
+  frequencyControlBackoffMs: number,
+): NimResponse {
   const status = response.status;
   if (status < 200 || status > 299) {
-    const retryable = status >= 500 || status === 429 || status === 408;
+    const retryable = isRetryableHttpStatus(status);
     const parsed = parseEnvelope(text);
     const detail = parsed ? `; body code ${String(parsed.code)}${describeDesc(parsed, secrets)}` : "";
     throw new NimError("http", status, `HTTP ${status}${detail}`, retryable, endpoint, {
@@ -377,14 +360,17 @@ function interpretResponse(endpoint: string, response: Response, text: string, s
       "invalid-response",
       0,
       `HTTP ${status} body is not a NIM JSON envelope (${text.length} characters)`,
-      status >= 500,
+      false,
       endpoint,
     );
   }
   const code = envelope.code as number;
   if (code !== 200) {
     const desc = typeof envelope.desc === "string" ? redact(envelope.desc, secrets) : "";
-    throw new NimError("api", code, desc, isRetryableNimCode(code), endpoint);
+    const retryable = isRetryableNimCode(code);
+    throw new NimError("api", code, desc, retryable, endpoint, {
+      retryAfterMs: retryable ? frequencyControlBackoffMs : undefined,
+    });
   }
   return { envelope, text };
 }
@@ -470,36 +456,9 @@ function encodeForm(fields: FormFields): string {
   return form.toString();
 }
 
-function describeNetworkError(error: unknown): string {
-  // undici reports "fetch failed" and puts the useful part (ECONNRESET, UND_ERR_SOCKET …) in `cause`.
-  const cause = isRecord(error) ? error.cause : undefined;
-  if (isRecord(cause)) {
-    const code = typeof cause.code === "string" ? cause.code : undefined;
-    const message = typeof cause.message === "string" ? cause.message : undefined;
-    if (code || message) return [code, message].filter(Boolean).join(": ");
-  }
-  return error instanceof Error ? error.message : "connection failed";
-}
-
 function describeForLog(error: unknown): Record<string, unknown> {
   if (isNimError(error)) return { kind: error.kind, code: error.code, desc: error.desc };
   return { error: error instanceof Error ? error.name : String(error) };
-}
-
-function parseRetryAfter(header: string | null): number | undefined {
-  if (!header) return undefined;
-  if (/^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-/** Whatever NIM echoes back is scrubbed of the secret and of tokens sent in this request. */
-function redact(text: string, secrets: string[]): string {
-  let result = text;
-  for (const secret of secrets) {
-    if (secret && secret.length >= 4) result = result.split(secret).join("[redacted]");
-  }
-  return result;
 }
 
 function missingField(endpoint: string, field: string): NimError {
