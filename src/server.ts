@@ -25,7 +25,9 @@ import { createModerator } from "./moderation/index.ts";
 import { createUserMessageModeration } from "./moderation/user-messages.ts";
 import { ensureBotAccounts } from "./nim/bot-accounts.ts";
 import { createNimClient } from "./nim/client.ts";
+import { isStreamMessageRefusal } from "./nim/errors.ts";
 import type { NimClient } from "./nim/types.ts";
+import { createNimV2Client } from "./nim/v2-client.ts";
 import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
 import { inboxOnlyQueue } from "./queue/inbox-only.ts";
@@ -39,6 +41,9 @@ import { type Clock, systemClock } from "./reply/clock.ts";
 import { combineObservers, type ReplyObserver } from "./reply/observer.ts";
 import { type BotProfile, createReplyProcessor } from "./reply/processor.ts";
 import { createCustomTransport } from "./reply/transport/custom.ts";
+import { createFallbackTransport } from "./reply/transport/fallback.ts";
+import { NativeStreamTransport } from "./reply/transport/native.ts";
+import type { ReplyTransport } from "./reply/transport/types.ts";
 import { createLocalTurnControl, createRedisTurnControl, type TurnControl } from "./reply/turn-control.ts";
 import { createReplyWorker, type ReplyWorker } from "./reply/worker.ts";
 import { createCallbackGuard } from "./security/callback-guard.ts";
@@ -46,6 +51,7 @@ import { createSourceGuard, parseAddressList } from "./security/ip-allow-list.ts
 import { createBoundedAudit } from "./security/rejection-audit.ts";
 import { type Database, openDatabase } from "./storage/database.ts";
 import { createRepositories, type Repositories } from "./storage/repositories.ts";
+import { replyMentionFields } from "./teams/mentions.ts";
 
 export interface BridgeOverrides {
   logger?: Logger;
@@ -186,12 +192,53 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         })
       : undefined;
 
+  // NIM_STREAM_MODE: custom segments, or NIM's v2 stream messages falling back to custom segments
+  // for a reply NIM refuses them for (feature not enabled for the app, …).
+  const customTransport = createCustomTransport({
+    nim,
+    mentionFields: (address) =>
+      replyMentionFields(
+        { accid: address.askerAccid, nick: address.askerNick },
+        { botName: registry.find(address.botAccid)?.name ?? address.botAccid },
+      ),
+  });
+  const transport: ReplyTransport =
+    config.nim.streamMode === "native"
+      ? createFallbackTransport({
+          primary: new NativeStreamTransport({
+            nim: createNimV2Client({
+              appKey,
+              appSecret,
+              openApiBase: config.nim.openApiBase,
+              timeoutMs: config.nim.requestTimeoutMs,
+              retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
+              ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
+              logger,
+            }),
+            keepAliveIntervalMs: config.nim.streamKeepAliveMs,
+            logger,
+          }),
+          fallback: customTransport,
+          isRefusal: isStreamMessageRefusal,
+          logger,
+          onFallback: (address, error) => {
+            repositories.audit
+              .record(
+                "reply.native_refused",
+                address.replyTo,
+                { bot: address.botAccid, message: String(error) },
+                clock.now(),
+              )
+              .catch((auditError: unknown) => logger.warn({ err: auditError }, "could not audit a native refusal"));
+          },
+        })
+      : customTransport;
   const runWorker = overrides.worker ?? config.role !== "http";
   const serveHttpRoutes = config.role !== "worker";
   const processor = runWorker
     ? createReplyProcessor({
         repositories,
-        transport: createCustomTransport({ nim }),
+        transport,
         bot: botProfile,
         pacingMs: config.reply.pacingMs,
         idleTimeoutMs: config.reply.idleTimeoutMs,

@@ -30,6 +30,11 @@ const environmentSchema = z.object({
   NIM_API_BASE: z.url().default("https://api.yunxinapi.com/nimserver"),
   NIM_OPEN_API_BASE: z.url().default("https://open.yunxinapi.com"),
   NIM_STREAM_MODE: z.enum(["custom", "native"]).default("custom"),
+  /**
+   * Native streams: quiet time before a keep-alive chunk, so NIM's 30 s gap rule never ends a
+   * stream message while the generator thinks. UNCONFIRMED at NIM that an empty chunk resets it.
+   */
+  NIM_STREAM_KEEPALIVE_MS: integer(20_000, 100, 29_000),
   /** Per-call timeout for NIM's server API. NIM's own SDK uses 5 s. */
   NIM_REQUEST_TIMEOUT_MS: integer(5_000, 100),
   /** Overall deadline of one logical NIM call including all retries. */
@@ -173,6 +178,7 @@ export interface Config {
     apiBase: string;
     openApiBase: string;
     streamMode: "custom" | "native";
+    streamKeepAliveMs: number;
     requestTimeoutMs: number;
     retryDeadlineMs: number;
     retryMaxAttempts: number;
@@ -295,13 +301,6 @@ export function loadConfig(
   if (generatorKind === "http" && !values.GENERATOR_HTTP_URL) {
     problems.push("GENERATOR_HTTP_URL: required when BOT_GENERATOR=http");
   }
-  if (values.NIM_STREAM_MODE === "native") {
-    // The emulator already speaks NIM's v2 stream-message API; the bridge's native sender is not
-    // written yet, and silently falling back to custom messages would surprise a v10 front end.
-    problems.push(
-      "NIM_STREAM_MODE: `native` is not available yet in this version; use `custom` (works with every SDK)",
-    );
-  }
   if (
     (values.MODERATE_USER_MESSAGES || values.INTERCEPT_ENABLED) &&
     !values.MODERATION_KEYWORDS_FILE &&
@@ -328,6 +327,7 @@ export function loadConfig(
       apiBase: values.NIM_API_BASE.replace(/\/+$/, ""),
       openApiBase: values.NIM_OPEN_API_BASE.replace(/\/+$/, ""),
       streamMode: values.NIM_STREAM_MODE,
+      streamKeepAliveMs: values.NIM_STREAM_KEEPALIVE_MS,
       requestTimeoutMs: values.NIM_REQUEST_TIMEOUT_MS,
       retryDeadlineMs: values.NIM_RETRY_DEADLINE_MS,
       retryMaxAttempts: values.NIM_RETRY_MAX_ATTEMPTS,

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import type { ChatTurn, ReplyGenerator } from "../generators/types.ts";
+import type { ChatTurn, ReplyGenerator, ReplySource } from "../generators/types.ts";
 import type { SendBudget } from "../limits/types.ts";
 import type { Moderator } from "../moderation/types.ts";
 import type { ReplyJob } from "../queue/types.ts";
@@ -184,8 +184,13 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       deliverySignal,
       onDeliveryFailed: () => abort(controller, "delivery-failed"),
     });
-    const finishWith = async (status: ReplyStatus, recordTurn: boolean, deliveryFailed = false) => {
-      const delivered = await writer.writeFinal(status);
+    const finishWith = async (
+      status: ReplyStatus,
+      recordTurn: boolean,
+      deliveryFailed = false,
+      sources?: ReplySource[],
+    ) => {
+      const delivered = await writer.writeFinal(status, sources);
       await complete(inbox, writer, status, delivered && !deliveryFailed, recordTurn);
       return true;
     };
@@ -232,7 +237,12 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     writer: ReplyWriter,
     address: ReplyAddress,
     controller: AbortController,
-    finishWith: (status: ReplyStatus, recordTurn: boolean, deliveryFailed?: boolean) => Promise<boolean>,
+    finishWith: (
+      status: ReplyStatus,
+      recordTurn: boolean,
+      deliveryFailed?: boolean,
+      sources?: ReplySource[],
+    ) => Promise<boolean>,
   ): Promise<boolean> {
     const bot = options.bot(inbox.bot_accid);
     if (!bot) {
@@ -260,6 +270,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       inbox.msgid_server,
     );
     const account = await repositories.accounts.findByAccid(inbox.from_accid);
+    let sources: ReplySource[] | undefined;
     const result = await produceAnswer({
       writer,
       generator: bot.generator,
@@ -269,6 +280,9 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         message: plan.text ?? inbox.text,
         history,
         systemPrompt: bot.systemPrompt,
+        reportSources: (reported) => {
+          sources = reported;
+        },
       },
       replyTo: address.replyTo,
       signal: controller.signal,
@@ -295,7 +309,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       await finishWith("error", false, true);
       return true;
     }
-    return finishWith(result.status, true);
+    return finishWith(result.status, true, false, sources);
   }
 
   async function complete(

@@ -9,6 +9,7 @@
  * @module
  */
 import type { Logger } from "pino";
+import type { ReplySource } from "../generators/types.ts";
 import type { SendBudget } from "../limits/types.ts";
 import { isNimError } from "../nim/errors.ts";
 import type { Reply, Repositories } from "../storage/repositories.ts";
@@ -86,7 +87,11 @@ export class ReplyWriter {
   /** Sends committed but unconfirmed messages first, in seq order, identical to the first try. */
   async resendPending(): Promise<void> {
     const rows = await this.options.repositories.replies.outbox(this.options.address.streamId);
+    // The text as it stood when each row was committed: a transport that must repeat what an
+    // uncertain message carried (native streams) needs the text up to that message, not beyond.
+    let prefix = "";
     for (const row of rows) {
+      prefix += row.delta;
       const message: OutboundMessage = {
         seq: row.seq,
         kind: row.kind === "final" ? "final" : "segment",
@@ -99,7 +104,7 @@ export class ReplyWriter {
           : {}),
       };
       this.previous = message;
-      if (row.state === "pending") await this.deliver(message);
+      if (row.state === "pending") await this.deliver(message, prefix);
     }
   }
 
@@ -147,15 +152,16 @@ export class ReplyWriter {
   }
 
   /** Commits every final part in one transaction, then delivers them; false when one could not go. */
-  writeFinal(status: ReplyStatus): Promise<boolean> {
-    return this.serialize(() => this.writeFinalNow(status));
+  writeFinal(status: ReplyStatus, sources?: ReplySource[]): Promise<boolean> {
+    return this.serialize(() => this.writeFinalNow(status, sources));
   }
 
-  private async writeFinalNow(status: ReplyStatus): Promise<boolean> {
+  private async writeFinalNow(status: ReplyStatus, sources?: ReplySource[]): Promise<boolean> {
     const messages = this.options.transport.encodeFinal(this.options.address, {
       firstSeq: this.nextSeq,
       text: this.text,
       status,
+      ...(sources?.length ? { sources } : {}),
       ...(this.previous ? { previous: this.previous } : {}),
     });
     await this.commit(messages, status);
@@ -190,7 +196,7 @@ export class ReplyWriter {
     }
   }
 
-  private async deliver(message: OutboundMessage): Promise<void> {
+  private async deliver(message: OutboundMessage, committedText = this.text): Promise<void> {
     const { clock, observer, repositories, address } = this.options;
     if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
     const startedAt = clock.now();
@@ -201,7 +207,7 @@ export class ReplyWriter {
       const result = await this.options.transport.deliver(address, message, {
         state: this.state,
         signal: this.options.deliverySignal,
-        committedText: this.text,
+        committedText,
       });
       await repositories.replies.markSent(address.streamId, message.seq, result.nimMessageId ?? null, clock.now());
       this.lastSentAt = clock.now();

@@ -133,6 +133,8 @@ interface Route {
 
 export interface NativeStreamTransportOptions {
   nim: NimV2Client;
+  /** Quiet time before a keep-alive chunk (default {@link KEEP_ALIVE_INTERVAL_MS}; must stay under NIM's 30 s gap). */
+  keepAliveIntervalMs?: number;
   /** Optional log line when a reply moves to a new stream message after an uncertain chunk. */
   logger?: { warn(fields: Record<string, unknown>, message: string): void };
 }
@@ -142,9 +144,12 @@ export class NativeStreamTransport implements ReplyTransport {
   private readonly nim: NimV2Client;
   private readonly logger: NativeStreamTransportOptions["logger"];
 
+  private readonly keepAliveIntervalMs: number;
+
   constructor(options: NativeStreamTransportOptions) {
     this.nim = options.nim;
     this.logger = options.logger;
+    this.keepAliveIntervalMs = options.keepAliveIntervalMs ?? KEEP_ALIVE_INTERVAL_MS;
   }
 
   maxDeltaCharacters(_address: ReplyAddress): number {
@@ -190,7 +195,7 @@ export class NativeStreamTransport implements ReplyTransport {
 
   /** Whether a keep-alive is due: a stream message is open and nothing was sent for the interval. */
   keepAliveDue(previous: OutboundMessage | undefined, lastSentAt: number, now: number): boolean {
-    return keepAliveDue(previous, lastSentAt, now);
+    return keepAliveDue(previous, lastSentAt, now, this.keepAliveIntervalMs);
   }
 
   async deliver(address: ReplyAddress, message: OutboundMessage, context: DeliveryContext): Promise<DeliveryResult> {
@@ -262,10 +267,15 @@ function replayedText(chunk: NativeChunkBody, committedText: string): string {
 }
 
 /** Whether a keep-alive is due (see {@link NativeStreamTransport.keepAliveDue}). */
-export function keepAliveDue(previous: OutboundMessage | undefined, lastSentAt: number, now: number): boolean {
+export function keepAliveDue(
+  previous: OutboundMessage | undefined,
+  lastSentAt: number,
+  now: number,
+  intervalMs: number = KEEP_ALIVE_INTERVAL_MS,
+): boolean {
   if (previous === undefined || previous.done) return false;
   const chunk = parseChunkBody(previous.body);
-  return chunk !== undefined && chunk.finish === 0 && now - lastSentAt >= KEEP_ALIVE_INTERVAL_MS;
+  return chunk !== undefined && chunk.finish === 0 && now - lastSentAt >= intervalMs;
 }
 
 /**

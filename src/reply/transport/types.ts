@@ -13,6 +13,8 @@
  * @module
  */
 
+import type { ReplySource } from "../../generators/types.ts";
+
 export type ReplyStatus = "ok" | "error" | "blocked" | "limited" | "stopped";
 
 /** Where a reply goes and what it answers. */
@@ -74,6 +76,8 @@ export interface FinalInput {
   text: string;
   status: ReplyStatus;
   previous?: OutboundMessage;
+  /** Citations the generator reported (native streams send them as `rag_info_list`). */
+  sources?: ReplySource[];
 }
 
 export interface DeliveryContext {
