@@ -4,6 +4,7 @@
  * naming each variable, so an operator fixes the whole environment in one go.
  */
 import { z } from "zod";
+import { isTimeZone } from "../usage/day.ts";
 
 const optionalText = z
   .string()
@@ -122,6 +123,24 @@ const environmentSchema = z.object({
   RETENTION_DAYS: integer(30, 0),
   /** At most this many audit rows per minute for refused callbacks; the rest are counted. */
   AUDIT_REJECTED_PER_MINUTE: integer(60, 0),
+
+  // ---- operator console (src/admin, src/usage) ----
+  /** Turns on /admin; the operators' login token. At least 16 characters. */
+  ADMIN_TOKEN: optionalText.refine(
+    (value) => value === undefined || value.length >= 16,
+    "must be at least 16 characters (use a long random value)",
+  ),
+  ADMIN_SESSION_HOURS: integer(8, 1, 720),
+  /** Console login attempts per client address per minute (0 = unlimited). */
+  ADMIN_LOGIN_PER_MINUTE: integer(5, 0),
+  /** Tokens a user may use per day (0 = no budget); a spent budget answers `limited`. */
+  USER_DAILY_TOKEN_BUDGET: integer(0, 0),
+  /** Tokens a bot may use per day unless BOTS_FILE gives it its own (0 = no budget). */
+  BOT_DAILY_TOKEN_BUDGET: integer(0, 0),
+  /** What a bot paused in `note` mode answers. */
+  PAUSED_NOTE: optionalText,
+  /** The IANA time zone whose midnight starts a usage day (budgets, charts). */
+  USAGE_TIME_ZONE: z.string().default("UTC").refine(isTimeZone, "must be an IANA time zone, e.g. Asia/Shanghai"),
 });
 
 // BOT_GENERATOR must fail loudly on a typo rather than fall back, so it is validated separately.
@@ -194,6 +213,16 @@ export interface Config {
   /** RETENTION_DAYS; 0 keeps everything. */
   retentionDays: number;
   auditRejectedPerMinute: number;
+  /** The operator console, usage and budgets (src/admin/index.ts ConsoleSettings). */
+  console: {
+    adminToken: string | undefined;
+    sessionHours: number;
+    loginPerMinute: number;
+    userDailyTokenBudget: number;
+    botDailyTokenBudget: number;
+    pausedNote: string | undefined;
+    usageTimeZone: string;
+  };
 }
 
 export class ConfigurationError extends Error {
@@ -317,5 +346,14 @@ export function loadConfig(
     },
     retentionDays: values.RETENTION_DAYS,
     auditRejectedPerMinute: values.AUDIT_REJECTED_PER_MINUTE,
+    console: {
+      adminToken: values.ADMIN_TOKEN,
+      sessionHours: values.ADMIN_SESSION_HOURS,
+      loginPerMinute: values.ADMIN_LOGIN_PER_MINUTE,
+      userDailyTokenBudget: values.USER_DAILY_TOKEN_BUDGET,
+      botDailyTokenBudget: values.BOT_DAILY_TOKEN_BUDGET,
+      pausedNote: values.PAUSED_NOTE,
+      usageTimeZone: values.USAGE_TIME_ZONE,
+    },
   };
 }

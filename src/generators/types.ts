@@ -18,6 +18,18 @@ export interface GenerationRequest {
   /** Earlier turns of the current context, oldest first (the message itself is not included). */
   history: ChatTurn[];
   systemPrompt: string;
+  /**
+   * Optional: a generator that learns what the request cost (OpenAI's `usage` chunk with
+   * `stream_options.include_usage`) reports it here, once. Generators that cannot know leave it
+   * alone; the pipeline then stores an estimate (src/usage/estimate.ts).
+   */
+  reportUsage?: (usage: TokenUsage) => void;
+}
+
+/** Tokens one generation cost, as the model counted them. */
+export interface TokenUsage {
+  promptTokens: number;
+  completionTokens: number;
 }
 
 /**
