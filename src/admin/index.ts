@@ -23,7 +23,13 @@ import { budgetSpentText, createTokenBudget } from "../usage/budget.ts";
 import { dayOf } from "../usage/day.ts";
 import { UsageRepository } from "../usage/repository.ts";
 import type { TokenBudget, UsageRecorder } from "../usage/types.ts";
-import { ConsoleEventHub, type ConsoleEvent, consoleObserver, createRedisEventRelay, type EventRelay } from "./event-hub.ts";
+import {
+  type ConsoleEvent,
+  ConsoleEventHub,
+  consoleObserver,
+  createRedisEventRelay,
+  type EventRelay,
+} from "./event-hub.ts";
 import { DEFAULT_PAUSED_NOTE, PauseRepository, pauseCheck } from "./pauses.ts";
 import { ConsoleQueries } from "./queries.ts";
 import { consoleRoutes } from "./routes.ts";

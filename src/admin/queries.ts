@@ -97,19 +97,12 @@ export class ConsoleQueries {
         )
         .limit(50)
         .execute();
-      const patterns = [
-        `%${likeLiteral(query)}%`,
-        ...accids.map((row) => `%:${likeLiteral(row.accid)}`),
-      ];
+      const patterns = [`%${likeLiteral(query)}%`, ...accids.map((row) => `%:${likeLiteral(row.accid)}`)];
       select = select.where((expression) =>
         expression.or(patterns.map((pattern) => sql<SqlBool>`conversation_id like ${pattern} escape '\\'`)),
       );
     }
-    const rows = await select
-      .groupBy("conversation_id")
-      .orderBy(sql`max(at)`, "desc")
-      .limit(options.limit)
-      .execute();
+    const rows = await select.groupBy("conversation_id").orderBy(sql`max(at)`, "desc").limit(options.limit).execute();
     return Promise.all(rows.map((row) => this.summarize(row.conversation_id, Number(row.last_at))));
   }
 
@@ -134,9 +127,7 @@ export class ConsoleQueries {
         .selectFrom("inbox")
         .select((expression) => [
           expression.fn.countAll<number>().as("count"),
-          expression.fn
-            .sum<number>(sql`case when status in ('accepted', 'processing') then 1 else 0 end`)
-            .as("open"),
+          expression.fn.sum<number>(sql`case when status in ('accepted', 'processing') then 1 else 0 end`).as("open"),
         ])
         .where("conversation_id", "=", conversationId)
         .executeTakeFirst(),
@@ -150,7 +141,11 @@ export class ConsoleQueries {
       this.pauses.effective(parts.botAccid, conversationId),
     ]);
     const reply = latest
-      ? await kysely.selectFrom("replies").select("final_status").where("reply_to", "=", latest.msgid_server).executeTakeFirst()
+      ? await kysely
+          .selectFrom("replies")
+          .select("final_status")
+          .where("reply_to", "=", latest.msgid_server)
+          .executeTakeFirst()
       : undefined;
     let status = "idle";
     if (pause) status = pause.mode === "takeover" ? "takeover" : "paused";

@@ -344,7 +344,11 @@ export function consoleRoutes(options: ConsoleRoutesOptions): FastifyPluginAsync
           session: session.sid,
           reason: (error as Error).message.slice(0, 200),
         });
-        throw new HttpError(502, "nim_failed", `NIM did not take the message: ${(error as Error).message.slice(0, 200)}`);
+        throw new HttpError(
+          502,
+          "nim_failed",
+          `NIM did not take the message: ${(error as Error).message.slice(0, 200)}`,
+        );
       }
       const at = options.now();
       await options.audit("admin.message_sent", id, {

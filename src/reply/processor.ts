@@ -360,7 +360,11 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         : { status, seqs: writer.nextSeq, characters: writer.text.length, bot: inbox.bot_accid },
       now,
     );
-    observer?.finished?.(inbox.msgid_server, skipped ? "skipped" : delivered ? status : "failed", inbox.conversation_id);
+    observer?.finished?.(
+      inbox.msgid_server,
+      skipped ? "skipped" : delivered ? status : "failed",
+      inbox.conversation_id,
+    );
   }
 
   async function scheduleNext(conversationId: string): Promise<void> {

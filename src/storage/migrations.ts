@@ -238,8 +238,16 @@ const migrations = (dialect: Dialect): Record<string, Migration> => ({
         .addColumn("created_at", "bigint", (column) => column.notNull())
         .addColumn("updated_at", "bigint", (column) => column.notNull())
         .execute();
-      await database.schema.createIndex("reply_usage_user_day").on("reply_usage").columns(["user_accid", "day"]).execute();
-      await database.schema.createIndex("reply_usage_bot_day").on("reply_usage").columns(["bot_accid", "day"]).execute();
+      await database.schema
+        .createIndex("reply_usage_user_day")
+        .on("reply_usage")
+        .columns(["user_accid", "day"])
+        .execute();
+      await database.schema
+        .createIndex("reply_usage_bot_day")
+        .on("reply_usage")
+        .columns(["bot_accid", "day"])
+        .execute();
       await database.schema.createIndex("reply_usage_day").on("reply_usage").column("day").execute();
       await database.schema
         .createTable("console_pauses")

@@ -76,7 +76,9 @@ export class UsageRepository {
   async spent(filter: { userAccid?: string; botAccid?: string }, day: string): Promise<number> {
     let query = this.database.kysely
       .selectFrom("reply_usage")
-      .select((expression) => expression.fn.coalesce(expression.fn.sum<number>("total_tokens"), sql<number>`0`).as("sum"))
+      .select((expression) =>
+        expression.fn.coalesce(expression.fn.sum<number>("total_tokens"), sql<number>`0`).as("sum"),
+      )
       .where("day", "=", day);
     if (filter.userAccid !== undefined) query = query.where("user_accid", "=", filter.userAccid);
     if (filter.botAccid !== undefined) query = query.where("bot_accid", "=", filter.botAccid);
@@ -128,7 +130,11 @@ export class UsageRepository {
       .orderBy("user_accid")
       .limit(limit)
       .execute();
-    return rows.map((row) => ({ userAccid: row.user_accid, replies: Number(row.replies), totalTokens: Number(row.total) }));
+    return rows.map((row) => ({
+      userAccid: row.user_accid,
+      replies: Number(row.replies),
+      totalTokens: Number(row.total),
+    }));
   }
 
   /** Per day, bot and user: what the CSV export lists. */
