@@ -58,6 +58,7 @@ const STRINGS = {
     status_stopped: "已停止",
     status_failed: "发送失败",
     status_idle: "空闲",
+    status_skipped: "未回答",
     status_streaming: "生成中",
     not_paused: "机器人正常回答。",
     paused_skip: "已暂停：消息会保存，但不回答。",
@@ -136,6 +137,7 @@ const STRINGS = {
     status_stopped: "stopped",
     status_failed: "failed",
     status_idle: "idle",
+    status_skipped: "not answered",
     status_streaming: "streaming",
     not_paused: "The bot answers normally.",
     paused_skip: "Paused: messages are stored but not answered.",
@@ -422,7 +424,10 @@ function userItem(exchange) {
 
 function replyItem(exchange) {
   const reply = exchange.reply;
-  const status = reply.status ?? (reply.state === "streaming" ? "streaming" : "");
+  // A skipped plan (paused, recalled, /stop) finishes the message without a final status.
+  const status =
+    reply.status ??
+    (reply.action.startsWith("skip") ? "skipped" : exchange.status === "failed" ? "failed" : "streaming");
   const timing = [
     `${t("received")} ${formatTime(exchange.receivedAt)}`,
     reply.firstSegmentAt ? `${t("first_segment")} +${reply.firstSegmentAt - exchange.receivedAt} ms` : "",
@@ -441,35 +446,40 @@ function replyItem(exchange) {
       h("span", { class: `badge status-${status}`, dataset: { testid: "reply-status" } }, statusLabel(status)),
       ` ${reply.action} · ${timing.join(" → ")}${usage ? ` · ${usage}` : ""}`,
     ),
-    h(
-      "details",
-      {},
-      h("summary", {}, `${t("sends")} (${reply.sends.length})`),
+    reply.sends.length > 0 &&
       h(
-        "table",
-        { class: "table small" },
+        "details",
+        {},
+        h("summary", {}, `${t("sends")} (${reply.sends.length})`),
         h(
-          "thead",
-          {},
-          h("tr", {}, ...["seq", "kind", "state", "NIM msgid", "chars"].map((name) => h("th", { scope: "col" }, name))),
-        ),
-        h(
-          "tbody",
-          {},
-          ...reply.sends.map((send) =>
+          "table",
+          { class: "table small" },
+          h(
+            "thead",
+            {},
             h(
               "tr",
               {},
-              h("td", {}, send.seq),
-              h("td", {}, send.done ? `${send.kind} (done)` : send.kind),
-              h("td", {}, send.state),
-              h("td", {}, send.nimMsgid ?? ""),
-              h("td", {}, send.characters),
+              ...["seq", "kind", "state", "NIM msgid", "chars"].map((name) => h("th", { scope: "col" }, name)),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            ...reply.sends.map((send) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, send.seq),
+                h("td", {}, send.done ? `${send.kind} (done)` : send.kind),
+                h("td", {}, send.state),
+                h("td", {}, send.nimMsgid ?? ""),
+                h("td", {}, send.characters),
+              ),
             ),
           ),
         ),
       ),
-    ),
   );
 }
 
