@@ -420,6 +420,33 @@ describe("operator console API", () => {
   });
 });
 
+describe("operator console shutdown", () => {
+  it("ends open event streams when the bridge closes, so shutdown does not wait for them", async () => {
+    const stack = await startStack({ env: { ADMIN_TOKEN } });
+    let closed = false;
+    try {
+      const operator = new Operator(stack);
+      await operator.login();
+      const response = await fetch(`${stack.bridgeUrl}/admin/api/events`, { headers: { cookie: operator.cookie } });
+      const reader = response.body!.getReader();
+      await reader.read(); // ": connected"
+      const ended = (async () => {
+        while (!(await reader.read()).done) {
+          // keep reading until the server ends the stream
+        }
+        return "ended";
+      })();
+      const startedAt = Date.now();
+      await stack.close();
+      closed = true;
+      expect(await ended).toBe("ended");
+      expect(Date.now() - startedAt).toBeLessThan(5_000);
+    } finally {
+      if (!closed) await stack.close();
+    }
+  });
+});
+
 describe("operator console switched off", () => {
   it("serves no /admin route without ADMIN_TOKEN, and a daily budget still answers limited", async () => {
     const stack = await startStack({
