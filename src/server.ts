@@ -151,6 +151,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     redis,
     redisKey,
     clientAddress,
+    verifySiteJwt: createRegisterAuthenticator(config.auth).verifySiteJwt,
   });
   // ---- end of operator console ----
   const observer = combineObservers(metrics.replyObserver(), operatorConsole.observer, overrides.observer);

@@ -5,6 +5,7 @@
  * and sends, live replies over server-sent events, usage and its CSV, budgets, pauses, takeover.
  */
 import { request as httpRequest } from "node:http";
+import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APP_SECRET, BOT, SERVICE_KEY, type Stack, sleep, startStack } from "./harness.ts";
 
@@ -417,6 +418,54 @@ describe("operator console API", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("set-cookie")).toMatch(/^im_bridge_admin=; .*Max-Age=0/);
     expect(await auditRows("admin.logout")).toHaveLength(1);
+  });
+});
+
+describe("operator console login with the site's JWT (ADMIN_JWT_CLAIM)", () => {
+  const SITE_SECRET = "site-jwt-secret-for-the-console-test";
+  const sign = (claims: Record<string, unknown>, options: { secret?: string; expiresIn?: string } = {}) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("ops-lead")
+      .setIssuedAt()
+      .setExpirationTime(options.expiresIn ?? "5m")
+      .sign(new TextEncoder().encode(options.secret ?? SITE_SECRET));
+
+  it("logs in with a JWT whose admin claim is true, and refuses every other JWT", async () => {
+    const stack = await startStack({
+      env: { ADMIN_TOKEN, IM_AUTH_JWT_SECRET: SITE_SECRET, ADMIN_JWT_CLAIM: "im_admin", ADMIN_LOGIN_PER_MINUTE: "0" },
+    });
+    try {
+      const login = (body: unknown) =>
+        fetch(`${stack.bridgeUrl}/admin/api/login`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      const admin = await sign({ im_admin: true });
+      const accepted = await login({ jwt: admin });
+      expect(accepted.status).toBe(200);
+      expect(accepted.headers.get("set-cookie")).toContain("HttpOnly");
+      // Typed into the login page's one field, a JWT works as well.
+      expect((await login({ token: admin })).status).toBe(200);
+      for (const refused of [
+        await sign({ im_admin: "true" }),
+        await sign({}),
+        await sign({ im_admin: true }, { secret: "another-site-secret-entirely" }),
+        await sign({ im_admin: true }, { expiresIn: "-5m" }),
+        "not.a.jwt",
+      ]) {
+        expect((await login({ jwt: refused })).status).toBe(401);
+      }
+      const logins = await stack.bridge!.repositories.audit.list({ event: "admin.login" });
+      expect(logins.map((row) => [row.subject, JSON.parse(row.detail ?? "{}").method])).toEqual([
+        ["ops-lead", "jwt"],
+        ["ops-lead", "jwt"],
+      ]);
+      expect(await stack.bridge!.repositories.audit.list({ event: "admin.login_failed" })).toHaveLength(5);
+    } finally {
+      await stack.close();
+    }
   });
 });
 

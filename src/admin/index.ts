@@ -39,6 +39,8 @@ import { sendAsOperator } from "./takeover.ts";
 export interface ConsoleSettings {
   /** ADMIN_TOKEN; the pages are off without it. */
   adminToken: string | undefined;
+  /** ADMIN_JWT_CLAIM: a site JWT with this claim `true` logs in too. */
+  adminJwtClaim: string | undefined;
   sessionHours: number;
   loginPerMinute: number;
   userDailyTokenBudget: number;
@@ -59,6 +61,8 @@ export interface OperatorConsoleOptions {
   /** Names a Redis key or channel under REDIS_KEY_PREFIX. */
   redisKey: (name: string) => string;
   clientAddress: (request: FastifyRequest) => string;
+  /** Verifies a site JWT like /im/register does (register/auth.ts verifySiteJwt). */
+  verifySiteJwt?: ((token: string) => Promise<{ subject: string; claims: Record<string, unknown> }>) | undefined;
   /**
    * Per-bot daily budgets (`daily_token_budget` in BOTS_FILE); undefined or 0 falls back to
    * BOT_DAILY_TOKEN_BUDGET.
@@ -136,6 +140,9 @@ export async function createOperatorConsole(options: OperatorConsoleOptions): Pr
               })
             : undefined,
         clientAddress: options.clientAddress,
+        ...(settings.adminJwtClaim && options.verifySiteJwt
+          ? { siteJwtLogin: { claim: settings.adminJwtClaim, verify: options.verifySiteJwt } }
+          : {}),
         now: () => clock.now(),
         timeZone: settings.usageTimeZone,
         settings: {
@@ -144,6 +151,7 @@ export async function createOperatorConsole(options: OperatorConsoleOptions): Pr
           pausedNote: settings.pausedNote ?? DEFAULT_PAUSED_NOTE,
           timeZone: settings.usageTimeZone,
           sessionHours: settings.sessionHours,
+          siteJwtClaim: settings.adminJwtClaim && options.verifySiteJwt ? settings.adminJwtClaim : null,
           liveAcrossInstances: relay !== undefined,
         },
         webDirectory: options.webDirectory ?? WEB_DIRECTORY,

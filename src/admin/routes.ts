@@ -51,6 +51,14 @@ export interface ConsoleRoutesOptions {
   /** Sends an operator's text to the conversation's user as the bot (src/admin/takeover.ts). */
   sendAsOperator: (conversationId: string, parts: ConversationParts, text: string) => Promise<{ msgid: string }>;
   loginLimit?: RateLimit | undefined;
+  /**
+   * ADMIN_JWT_CLAIM: a site user JWT (verified with IM_AUTH_JWT_SECRET / IM_AUTH_JWKS_URL, like
+   * /im/register's) whose `claim` is `true` logs in as well as the admin token.
+   */
+  siteJwtLogin?: {
+    claim: string;
+    verify: (token: string) => Promise<{ subject: string; claims: Record<string, unknown> }>;
+  };
   clientAddress: (request: FastifyRequest) => string;
   now: () => number;
   /** USAGE_TIME_ZONE */
@@ -142,13 +150,23 @@ export function consoleRoutes(options: ConsoleRoutesOptions): FastifyPluginAsync
       requireSameOrigin(request);
       const address = options.clientAddress(request);
       await enforceLimit(options.loginLimit, address);
-      const token = (request.body as { token?: unknown } | undefined)?.token;
-      if (typeof token !== "string" || !options.sessions.tokenMatches(token)) {
-        await options.audit("admin.login_failed", null, { ip: address });
-        throw new HttpError(401, "unauthorized", "The admin token is not valid");
+      const body = (request.body ?? {}) as { token?: unknown; jwt?: unknown };
+      const token = typeof body.token === "string" ? body.token : undefined;
+      let method = "token";
+      let subject: string | undefined;
+      if (token === undefined || !options.sessions.tokenMatches(token)) {
+        // Not the admin token: maybe a site JWT with the admin claim (sent as `jwt`, or typed into
+        // the same field on the login page).
+        const jwt = typeof body.jwt === "string" ? body.jwt : token && JWT_SHAPE.test(token) ? token : undefined;
+        subject = jwt && options.siteJwtLogin ? await adminSubject(options.siteJwtLogin, jwt) : undefined;
+        if (subject === undefined) {
+          await options.audit("admin.login_failed", null, { ip: address, method: jwt ? "jwt" : "token" });
+          throw new HttpError(401, "unauthorized", "The admin token is not valid");
+        }
+        method = "jwt";
       }
       const { session, cookieValue } = options.sessions.issue();
-      await options.audit("admin.login", null, { ip: address, session: session.sid });
+      await options.audit("admin.login", subject ?? null, { ip: address, session: session.sid, method });
       return reply
         .header(
           "set-cookie",
@@ -395,6 +413,24 @@ function requireSameOrigin(request: FastifyRequest): void {
   const site = request.headers["sec-fetch-site"];
   if (typeof site === "string" && site !== "same-origin" && site !== "none") {
     throw new HttpError(403, "cross_origin", "Changes are accepted only from the console's own page");
+  }
+}
+
+/** Three base64url parts: what a compact JWS looks like. */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** The JWT's subject when it verifies and carries the admin claim as `true`; else undefined. */
+async function adminSubject(
+  login: NonNullable<ConsoleRoutesOptions["siteJwtLogin"]>,
+  jwt: string,
+): Promise<string | undefined> {
+  try {
+    const { subject, claims } = await login.verify(jwt);
+    return claims[login.claim] === true ? subject : undefined;
+  } catch (error) {
+    // The site's JWKS could not be fetched: our outage (503), not a wrong credential.
+    if (error instanceof HttpError && error.statusCode >= 500) throw error;
+    return undefined;
   }
 }
 

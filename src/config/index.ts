@@ -130,6 +130,14 @@ const environmentSchema = z.object({
     (value) => value === undefined || value.length >= 16,
     "must be at least 16 characters (use a long random value)",
   ),
+  /**
+   * A claim of the site's user JWTs (verified like /im/register's) that, when `true`, also logs an
+   * operator in, e.g. `im_admin`. Needs ADMIN_TOKEN (the console is off without it).
+   */
+  ADMIN_JWT_CLAIM: optionalText.refine(
+    (value) => value === undefined || /^[A-Za-z0-9_.:/-]{1,100}$/.test(value),
+    "must be a claim name (letters, digits, _ . : / -)",
+  ),
   ADMIN_SESSION_HOURS: integer(8, 1, 720),
   /** Console login attempts per client address per minute (0 = unlimited). */
   ADMIN_LOGIN_PER_MINUTE: integer(5, 0),
@@ -216,6 +224,7 @@ export interface Config {
   /** The operator console, usage and budgets (src/admin/index.ts ConsoleSettings). */
   console: {
     adminToken: string | undefined;
+    adminJwtClaim: string | undefined;
     sessionHours: number;
     loginPerMinute: number;
     userDailyTokenBudget: number;
@@ -348,6 +357,7 @@ export function loadConfig(
     auditRejectedPerMinute: values.AUDIT_REJECTED_PER_MINUTE,
     console: {
       adminToken: values.ADMIN_TOKEN,
+      adminJwtClaim: values.ADMIN_JWT_CLAIM,
       sessionHours: values.ADMIN_SESSION_HOURS,
       loginPerMinute: values.ADMIN_LOGIN_PER_MINUTE,
       userDailyTokenBudget: values.USER_DAILY_TOKEN_BUDGET,

@@ -17,7 +17,7 @@ const STRINGS = {
     nav_usage: "用量",
     nav_controls: "控制",
     login_title: "登录",
-    login_hint: "输入服务器上配置的 ADMIN_TOKEN。",
+    login_hint: "输入服务器上配置的 ADMIN_TOKEN（启用 ADMIN_JWT_CLAIM 时也可以粘贴带管理员声明的站点 JWT）。",
     token_label: "管理令牌",
     login_button: "登录",
     login_failed: "登录失败",
@@ -95,7 +95,8 @@ const STRINGS = {
     nav_usage: "Usage",
     nav_controls: "Controls",
     login_title: "Log in",
-    login_hint: "Enter the ADMIN_TOKEN configured on the server.",
+    login_hint:
+      "Enter the ADMIN_TOKEN configured on the server (or, with ADMIN_JWT_CLAIM, a site JWT carrying the admin claim).",
     token_label: "Admin token",
     login_button: "Log in",
     login_failed: "Login failed",
