@@ -354,11 +354,19 @@ async function showConversations() {
     }),
   );
   $("conversations-empty").hidden = conversations.length > 0;
-  openEvents(undefined, () => {
+  // Reload the list when a reply starts (its first delta), ends, or a pause changes: not on every
+  // delta, so a streaming reply does not turn into one list query per segment.
+  openEvents("list", (event) => {
+    if (event.type === "delta") {
+      if (startedReplies.has(event.replyTo)) return;
+      startedReplies.add(event.replyTo);
+    }
     if (!$("conversations-view").hidden) scheduleRefresh(showConversations);
   });
 }
 
+/** Replies whose first delta the list has seen (it reloads once per reply start). */
+const startedReplies = new Set();
 let refreshTimer;
 /** Many events in a burst (a streaming reply) cause one reload of the list, not one each. */
 function scheduleRefresh(load) {
@@ -573,14 +581,22 @@ async function sendOperatorText(event) {
 
 // ---- live events ------------------------------------------------------------------------------
 
-function openEvents(conversationId, onEvent) {
+/** Which stream is open ("list" or a conversation id) and who handles its events now. */
+let eventsKey;
+let eventHandler;
+
+/** Opens the event stream for `key`, or keeps the open one: a reload of the view does not reconnect. */
+function openEvents(key, onEvent) {
+  eventHandler = onEvent;
+  if (events && eventsKey === key) return;
   closeEvents();
-  const url = `/admin/api/events${conversationId ? `?conversation=${encodeURIComponent(conversationId)}` : ""}`;
+  eventsKey = key;
+  const url = `/admin/api/events${key !== "list" ? `?conversation=${encodeURIComponent(key)}` : ""}`;
   events = new EventSource(url, { withCredentials: true });
   for (const type of ["delta", "finished", "operator", "pause"]) {
     events.addEventListener(type, (message) => {
       try {
-        onEvent(JSON.parse(message.data));
+        eventHandler?.(JSON.parse(message.data));
       } catch {
         // a malformed event is ignored; the next reload shows the truth
       }
@@ -592,6 +608,7 @@ function openEvents(conversationId, onEvent) {
 function closeEvents() {
   events?.close();
   events = undefined;
+  eventsKey = undefined;
   document.body.removeAttribute("data-live");
 }
 
