@@ -8,8 +8,10 @@ import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import { Redis } from "ioredis";
 import { createOperatorConsole } from "./admin/index.ts";
-import { createIntake, createP2pTextRouter } from "./callback/intake.ts";
+import { createBotGenerators, loadBots } from "./bots/index.ts";
+import { createIntake } from "./callback/intake.ts";
 import { callbackRoute } from "./callback/route.ts";
+import { createMessageRouter } from "./callback/router.ts";
 import type { Config } from "./config/index.ts";
 import { createGenerator } from "./generators/index.ts";
 import type { ReplyGenerator } from "./generators/types.ts";
@@ -74,10 +76,11 @@ export interface Bridge {
 }
 
 export async function createBridge(config: Config, overrides: BridgeOverrides = {}): Promise<Bridge> {
-  const { appKey, appSecret, botAccid } = config.nim;
-  if (!appKey || !appSecret || !botAccid) {
-    throw new Error("NIM_APP_KEY, NIM_APP_SECRET and NIM_BOT_ACCID are required");
-  }
+  const { appKey, appSecret } = config.nim;
+  if (!appKey || !appSecret) throw new Error("NIM_APP_KEY and NIM_APP_SECRET are required");
+  // BOTS_FILE, or the one bot NIM_BOT_ACCID; every problem is named at once (ConfigurationError).
+  const registry = loadBots(config);
+  const botAccid = registry.default.accid;
   const logger = overrides.logger ?? createLogger({ level: config.logLevel });
   const clock = overrides.clock ?? systemClock;
   const database = await openDatabase(config.databaseUrl, {
@@ -95,14 +98,14 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
       logger,
     });
-  const bots: BotProfile[] = [
-    {
-      accid: botAccid.toLowerCase(),
-      systemPrompt: config.generator.systemPrompt,
-      generator: overrides.generator ?? createGenerator(config.generator),
-    },
-  ];
-  const botByAccid = new Map(bots.map((bot) => [bot.accid, bot]));
+  const generators = overrides.generator
+    ? new Map(registry.all.map((bot) => [bot.accid, overrides.generator as ReplyGenerator]))
+    : createBotGenerators(registry);
+  const botProfile = (accid: string): BotProfile | undefined => {
+    const bot = registry.find(accid);
+    const generator = bot && generators.get(bot.accid);
+    return bot && generator ? { accid: bot.accid, systemPrompt: bot.systemPrompt, generator } : undefined;
+  };
   // With REDIS_URL every instance shares de-duplication, limits, turn control and the job queue.
   const redis = config.redisUrl
     ? new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
@@ -152,6 +155,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     redisKey,
     clientAddress,
     verifySiteJwt: createRegisterAuthenticator(config.auth).verifySiteJwt,
+    budgetFor: (accid) => registry.find(accid)?.dailyTokenBudget,
   });
   // ---- end of operator console ----
   const observer = combineObservers(metrics.replyObserver(), operatorConsole.observer, overrides.observer);
@@ -163,15 +167,20 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     logger,
   });
   const limitBackend = redis ? { redis } : {};
-  const replyLimits =
-    config.limits.replyPerMinute > 0 || config.limits.replyPerDay > 0
-      ? createReplyLimits({
-          perMinute: config.limits.replyPerMinute || Number.MAX_SAFE_INTEGER,
-          perDay: config.limits.replyPerDay || Number.MAX_SAFE_INTEGER,
-          keyPrefix: redisKey("im-bridge:reply"),
+  // Per asker and bot: each bot's own limits (BOTS_FILE), defaulting to REPLY_LIMIT_PER_*.
+  const replyLimitsByBot = new Map(
+    registry.all
+      .filter((bot) => bot.limits.replyPerMinute > 0 || bot.limits.replyPerDay > 0)
+      .map((bot) => [
+        bot.accid,
+        createReplyLimits({
+          perMinute: bot.limits.replyPerMinute || Number.MAX_SAFE_INTEGER,
+          perDay: bot.limits.replyPerDay || Number.MAX_SAFE_INTEGER,
+          keyPrefix: redisKey(`im-bridge:reply:${bot.accid}`),
           ...limitBackend,
-        })
-      : undefined;
+        }),
+      ]),
+  );
   const sendBudget =
     config.limits.nimSendRatePerSecond > 0
       ? createSendBudget({
@@ -188,7 +197,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     ? createReplyProcessor({
         repositories,
         transport: createCustomTransport({ nim }),
-        bot: (accid) => botByAccid.get(accid.toLowerCase()),
+        bot: botProfile,
         pacingMs: config.reply.pacingMs,
         idleTimeoutMs: config.reply.idleTimeoutMs,
         totalTimeoutMs: config.reply.totalTimeoutMs,
@@ -200,7 +209,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         workerId: `worker-${randomUUID()}`,
         leaseMs,
         observer,
-        ...(replyLimits ? { replyLimits } : {}),
+        replyLimits: (accid: string) => replyLimitsByBot.get(accid.toLowerCase()),
+        debounceMs: config.conversation.debounceMs,
         ...(moderator ? { moderator } : {}),
         ...(sendBudget ? { sendBudget } : {}),
         respectNimAntispam: config.moderation.respectNimAntispam,
@@ -266,10 +276,11 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     queue,
     clock,
     logger,
-    router: createP2pTextRouter(
-      (accid) => botByAccid.has(accid),
-      () => clock.now(),
-    ),
+    router: createMessageRouter({
+      bots: registry,
+      teamSession: config.conversation.teamSession,
+      now: () => clock.now(),
+    }),
     turnControl,
   });
 
@@ -322,7 +333,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     worker,
     queue,
     async start() {
-      await ensureBotAccounts(nim, bots, logger);
+      await ensureBotAccounts(nim, registry.all, logger);
       await worker?.start();
       retention.start();
       return app.listen({ port: config.http.port, host: config.http.host });

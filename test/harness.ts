@@ -65,6 +65,8 @@ export interface StackOptions {
   emulator?: Partial<NimEmulatorOptions>;
   /** Run the bridge as a child process (needed to kill it). Default: in-process. */
   childProcess?: boolean;
+  /** With childProcess: run the compiled build (`node dist/cli/serve.js`, what `npm run serve` runs) instead of tsx. */
+  compiled?: boolean;
   overrides?: BridgeOverrides;
 }
 
@@ -106,7 +108,8 @@ export class Stack {
   async startBridge(): Promise<void> {
     if (this.options.childProcess) {
       this.childOutput = "";
-      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/serve.ts"], {
+      const command = this.options.compiled ? ["dist/cli/serve.js"] : ["--import", "tsx", "src/cli/serve.ts"];
+      const child = spawn(process.execPath, command, {
         env: { ...process.env, ...this.environment },
         stdio: ["ignore", "pipe", "pipe"],
       });
@@ -118,7 +121,7 @@ export class Stack {
       });
       this.child = child;
       this.bridgeUrl = `http://127.0.0.1:${this.port}`;
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 45_000;
       while (Date.now() < deadline) {
         if (child.exitCode !== null) throw new Error(`bridge exited early: ${this.childOutput}`);
         try {

@@ -254,6 +254,26 @@ describe.runIf(services.postgres && services.redis)("two instances on PostgreSQL
       }
       if (windows.size > 1) handedOver.push(replyTo);
     }
+    // One reply at a time per conversation, across both instances: a user's next reply starts
+    // only after the previous one's done went out, in the order NIM stamped the messages.
+    const windowsByUser = new Map<string, Array<{ replyTo: string; from: number; doneAt: number }>>();
+    for (const [replyTo, calls] of sendsByReply) {
+      const user = byMsgid.get(replyTo)?.from;
+      if (!user) continue;
+      const from = Math.min(...calls.map((call) => call.startedAt));
+      const doneAt = Math.min(...calls.filter((call) => call.stream?.done).map((call) => call.startedAt));
+      const list = windowsByUser.get(user) ?? [];
+      list.push({ replyTo, from, doneAt });
+      windowsByUser.set(user, list);
+    }
+    for (const [user, windows] of windowsByUser) {
+      windows.sort((left, right) => left.from - right.from);
+      for (let index = 1; index < windows.length; index++) {
+        expect(windows[index]!.from, `${user}: two replies of one conversation at once`).toBeGreaterThanOrEqual(
+          windows[index - 1]!.doneAt,
+        );
+      }
+    }
     // Only replies A was working on when it died change hands, and all it was streaming do.
     expect(handedOver.filter((replyTo) => !touchedByA.has(replyTo))).toEqual([]);
     expect([...inFlightAtKill].filter((replyTo) => !handedOver.includes(replyTo))).toEqual([]);

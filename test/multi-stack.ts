@@ -168,7 +168,7 @@ export class BridgeInstance {
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
     this.child = child;
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 45_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`bridge ${label} exited early: ${this.output}`);
       try {

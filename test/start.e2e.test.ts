@@ -8,7 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { DEMO_BOT_ACCID, type LocalStack, PortInUseError, startLocalStack } from "../src/cli/start.ts";
+import {
+  DEMO_BOT_ACCID,
+  DEMO_TUTOR_ACCID,
+  type LocalStack,
+  PortInUseError,
+  startLocalStack,
+} from "../src/cli/start.ts";
 import { fromEmulatorMessage, type ReplyState, StreamAssembler } from "../src/client/index.ts";
 import { startStack } from "./harness.ts";
 
@@ -124,7 +130,12 @@ describe("npm start: startLocalStack", () => {
     expect(config).toEqual({
       gatewayUrl: `${stack.emulatorUrl.replace("http", "ws")}/gateway`,
       bot: DEMO_BOT_ACCID,
+      bots: [
+        { accid: DEMO_BOT_ACCID, name: "顾问" },
+        { accid: DEMO_TUTOR_ACCID, name: "导师" },
+      ],
       generator: "demo",
+      room: true,
     });
   });
 

@@ -7,6 +7,10 @@
  *    NIM this is the Web SDK, and only the adapter (fromNimV9Message / fromNimV10Message) changes.
  * 4. Every bot message goes through one StreamAssembler (live, offline and history alike), which
  *    turns the stream of `bot_stream` segments into one growing bubble per reply.
+ * 5. Several bots: one tab per bot (a P2P conversation each) and a group room (a NIM team the demo
+ *    site makes the user a member of, with every bot in it). In the room a bot answers when it is
+ *    @-mentioned: the page writes UIKit's `yxAitMsg` into the message's ext, like NIM's UIKit.
+ *    The stop button sends `/stop` (in the room `@bot /stop`) while a reply is being written.
  *
  * Plain browser ES module, no framework, no build step; /demo/client.js is src/client bundled.
  */
@@ -33,7 +37,16 @@ const STRINGS = {
     status_error: "回答中断了",
     status_blocked: "该回答未通过内容审核",
     status_limited: "提问太频繁了，请稍后再试",
+    status_stopped: "已停止",
     status_failed: "发送失败",
+    stop: "停止",
+    stop_title: "停止正在生成的回答（发送 /stop）",
+    mention_title: "@ 一个机器人",
+    room: "群聊",
+    recalled: "消息已撤回",
+    recall: "撤回",
+    recall_failed: "无法撤回",
+    input_placeholder_room: "在群里说点什么，@ 机器人让它回答…",
     generator_demo: "演示生成器",
     generator_openai: "大模型",
     generator_http: "站点后端",
@@ -60,7 +73,16 @@ const STRINGS = {
     status_error: "The answer was interrupted",
     status_blocked: "Withheld by moderation",
     status_limited: "Too many questions; please wait a moment",
+    status_stopped: "Stopped",
     status_failed: "Not sent",
+    stop: "Stop",
+    stop_title: "Stop the answer being written (sends /stop)",
+    mention_title: "@ a bot",
+    room: "Group",
+    recalled: "Message recalled",
+    recall: "Recall",
+    recall_failed: "Cannot recall",
+    input_placeholder_room: "Say something to the group; @ a bot to ask it…",
     generator_demo: "demo generator",
     generator_openai: "LLM",
     generator_http: "site back end",
@@ -79,6 +101,8 @@ const NAME_KEY = "im-bridge-demo.name";
 const LANGUAGE_KEY = "im-bridge-demo.language";
 const HISTORY_LIMIT = 100;
 const PING_INTERVAL_MS = 25_000;
+/** NIM's default recall window; the console can change it, and NIM answers 508 after it. */
+const RECALL_WINDOW_MS = 120_000;
 
 const $ = (id) => document.getElementById(id);
 const elements = {
@@ -100,13 +124,25 @@ const elements = {
   text: $("text"),
   send: $("send"),
   reset: $("reset"),
+  stop: $("stop"),
+  mention: $("mention"),
+  mentionList: $("mention-list"),
+  conversations: $("conversations"),
 };
 
 let language = localStorage.getItem(LANGUAGE_KEY) ?? (navigator.language.startsWith("zh") ? "zh" : "en");
-/** From GET /demo/config: { gatewayUrl, bot, generator }. */
+/** From GET /demo/config: { gatewayUrl, bot, bots, generator, room }. */
 let config;
-/** { name, accid, token, bot } once registered; undefined when logged out. */
+/** { name, accid, token, bot, bots, room } once registered; undefined when logged out. */
 let session;
+/** What is on screen: { scene: "p2p", peer: <bot accid> } or { scene: "team", tid, name }. */
+let conversation;
+/** Bots picked from the @ list for the message being written (accids). */
+const pickedMentions = new Set();
+/** Where the typed "@" that opened the @ list sits in the text, to be replaced by the pick. */
+let mentionAt;
+/** The bot last addressed in the room: where the room's stop and reset go. */
+let lastAddressedBot;
 let socket;
 let reconnectTimer;
 let reconnectAttempts = 0;
@@ -125,6 +161,10 @@ const unacknowledged = new Map();
 const shownMessageIds = new Set();
 /** The timetag of the message being fed to the assembler, for placing a new reply's bubble. */
 let arrivalTime = 0;
+/** streamId → the bot that sends it (the assembler does not keep senders). */
+const streamSenders = new Map();
+/** streamId → "@Nick" the final message mentions (team replies carry yxAitMsg in ext). */
+const streamMentions = new Map();
 
 function t(key) {
   return STRINGS[language][key] ?? STRINGS.en[key] ?? key;
@@ -156,12 +196,19 @@ elements.language.addEventListener("click", () => {
 
 function renderBotInfo() {
   if (!config) return;
-  elements.botInfo.textContent = `· ${config.bot} · ${t(`generator_${config.generator}`)}`;
+  const where = conversation?.scene === "team" ? conversation.name : botName(conversation?.peer ?? config.bot);
+  elements.botInfo.textContent = `· ${where} · ${t(`generator_${config.generator}`)}`;
+  if (conversation) {
+    elements.text.placeholder = t(conversation.scene === "team" ? "input_placeholder_room" : "input_placeholder");
+  }
+  const room = elements.conversations.querySelector("[data-testid=room-tab]");
+  if (room) room.textContent = `${t("room")} · ${session?.room?.name ?? ""}`;
 }
 
 function renderSuggestions() {
   elements.suggestions.replaceChildren();
-  if (config?.generator !== "demo") return;
+  // In the room a suggestion would address nobody; the hint in the input says to @ a bot.
+  if (config?.generator !== "demo" || conversation?.scene === "team") return;
   for (const text of SUGGESTIONS[language]) {
     const button = document.createElement("button");
     button.type = "button";
@@ -185,11 +232,37 @@ async function postJson(path, body, bearer) {
   return answer;
 }
 
-/** The site's login (a stand-in), then /im/register with the site's JWT: accid + token for NIM. */
+/**
+ * The site's login (a stand-in), then /im/register with the site's JWT: accid + token for NIM, and
+ * the bots. Then the demo site puts the user into the group room (a real site adds its users to
+ * teams with NIM's team/add.action). Without a room the page simply offers none.
+ */
 async function signIn(name, refresh) {
   const login = await postJson("/demo/login", { name });
   const registration = await postJson("/im/register", { user_id: login.user_id, name, refresh }, login.token);
-  session = { name, accid: registration.accid, token: registration.token, bot: registration.bot };
+  const bots = Array.isArray(registration.bots) && registration.bots.length > 0 ? registration.bots : config.bots;
+  session = {
+    name,
+    accid: registration.accid,
+    token: registration.token,
+    bot: registration.bot,
+    bots: bots ?? [{ accid: registration.bot, name: registration.bot }],
+    room: undefined,
+  };
+  if (config.room) {
+    session.room = await postJson("/demo/room", {}, login.token).catch((error) => {
+      console.warn("group room unavailable:", error.message);
+      return undefined;
+    });
+  }
+}
+
+function botName(accid) {
+  return (session?.bots ?? config?.bots ?? []).find((bot) => bot.accid === accid)?.name ?? accid;
+}
+
+function isBot(accid) {
+  return (session?.bots ?? config?.bots ?? []).some((bot) => bot.accid === accid) || accid === session?.bot;
 }
 
 elements.loginForm.addEventListener("submit", (event) => {
@@ -225,12 +298,105 @@ function showChat() {
   elements.loginView.hidden = true;
   elements.chatView.hidden = false;
   elements.logout.hidden = false;
+  renderConversations();
+  const stillThere =
+    conversation && (conversation.scene === "team" ? session.room?.tid === conversation.tid : isBot(conversation.peer));
+  if (!stillThere) selectConversation({ scene: "p2p", peer: session.bot }, false);
   elements.text.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations: one per bot, and the group room
+// ---------------------------------------------------------------------------------------------
+
+function renderConversations() {
+  elements.conversations.replaceChildren();
+  for (const bot of session.bots) {
+    elements.conversations.append(conversationTab(bot.name, "bot-tab", { scene: "p2p", peer: bot.accid }));
+  }
+  if (session.room) {
+    const room = { scene: "team", tid: session.room.tid, name: session.room.name };
+    elements.conversations.append(conversationTab(`${t("room")} · ${session.room.name}`, "room-tab", room));
+  }
+  markSelectedTab();
+}
+
+function conversationTab(label, testid, target) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "tab";
+  button.dataset.testid = testid;
+  button.dataset.key = conversationKey(target);
+  if (target.scene === "p2p") button.dataset.accid = target.peer;
+  else button.dataset.tid = target.tid;
+  button.setAttribute("role", "tab");
+  button.textContent = label;
+  button.addEventListener("click", () => selectConversation(target, true));
+  return button;
+}
+
+function conversationKey(target) {
+  return target.scene === "team" ? `team:${target.tid}` : `p2p:${target.peer}`;
+}
+
+function markSelectedTab() {
+  const key = conversation ? conversationKey(conversation) : "";
+  for (const tab of elements.conversations.children) {
+    const selected = tab.dataset.key === key;
+    tab.setAttribute("aria-selected", String(selected));
+    if (selected) delete tab.dataset.unread;
+  }
+}
+
+/** Shows another conversation: a clean list, then its history from NIM. */
+function selectConversation(target, fetchHistory) {
+  if (conversation && conversationKey(conversation) === conversationKey(target)) return;
+  conversation = target;
+  clearConversation();
+  pickedMentions.clear();
+  closeMentionList();
+  const inRoom = target.scene === "team";
+  elements.mention.hidden = !inRoom;
+  elements.chatView.dataset.scene = inRoom ? "team" : "p2p";
+  markSelectedTab();
+  renderBotInfo();
+  renderSuggestions();
+  if (fetchHistory) sendFrame(historyFrame());
+}
+
+function historyFrame() {
+  return conversation.scene === "team"
+    ? { type: "history", with: conversation.tid, scene: "team", limit: HISTORY_LIMIT }
+    : { type: "history", with: conversation.peer, limit: HISTORY_LIMIT };
+}
+
+/** Whether a NIM message belongs to the conversation on screen. */
+function inView(message) {
+  if (!conversation || !session) return false;
+  if (conversation.scene === "team") return message.scene === "team" && message.to === conversation.tid;
+  if (message.scene === "team") return false;
+  const peer = conversation.peer;
+  return (
+    (message.from === session.accid && message.to === peer) || (message.from === peer && message.to === session.accid)
+  );
+}
+
+/** A message for a conversation not on screen: a dot on its tab. */
+function markUnread(message) {
+  if (!session) return;
+  const key =
+    message.scene === "team"
+      ? `team:${message.to}`
+      : `p2p:${message.from === session.accid ? message.to : message.from}`;
+  for (const tab of elements.conversations.children) {
+    if (tab.dataset.key === key && tab.getAttribute("aria-selected") !== "true") tab.dataset.unread = "true";
+  }
 }
 
 elements.logout.addEventListener("click", () => {
   localStorage.removeItem(NAME_KEY);
   session = undefined;
+  conversation = undefined;
   disconnect();
   clearConversation();
   elements.chatView.hidden = true;
@@ -251,6 +417,8 @@ function setConnection(state) {
   const online = state === "online";
   elements.send.disabled = !online;
   elements.reset.disabled = !online;
+  elements.mention.disabled = !online;
+  refreshStop();
 }
 
 async function connect() {
@@ -310,20 +478,38 @@ async function handleFrame(frame, from) {
         reconnectAttempts = 0;
         setConnection("online");
         pingTimer = setInterval(() => sendFrame({ type: "ping" }), PING_INTERVAL_MS);
-        sendFrame({ type: "history", with: session.bot, limit: HISTORY_LIMIT });
+        if (conversation) sendFrame(historyFrame());
       } else {
         await loginRefused(frame);
       }
       return;
     case "offline":
-    case "history":
+      for (const message of sortByTime(frame.messages ?? [])) {
+        if (inView(message)) showMessage(message, false);
+        else markUnread(message);
+      }
+      return;
+    case "history": {
+      // An answer for a conversation left meanwhile is dropped: the list shows the current one.
+      const current = conversation?.scene === "team" ? conversation.tid : conversation?.peer;
+      if (frame.with !== current) return;
       for (const message of sortByTime(frame.messages ?? [])) showMessage(message, false);
       return;
+    }
     case "message":
-      if (frame.message) showMessage(frame.message, true);
+      if (!frame.message) return;
+      if (inView(frame.message)) showMessage(frame.message, true);
+      else markUnread(frame.message);
       return;
     case "sent":
       acknowledge(frame);
+      return;
+    case "recall":
+      if (frame.recall) showRecall(frame.recall.msgid);
+      return;
+    case "recalled":
+      if (frame.code === 200) showRecall(frame.msgid);
+      else recallRefused(frame);
       return;
     default:
       return;
@@ -382,21 +568,65 @@ function showMessage(message, live) {
   if (message.from === session.accid) {
     if (message.msgid && shownMessageIds.has(message.msgid)) return;
     if (message.msgid) shownMessageIds.add(message.msgid);
-    place(createUserBubble(textOf(message), message.msgid), time);
+    const item = createUserBubble(textOf(message), message.msgid);
+    // Only fresh messages can still be recalled (NIM: 2 minutes by default); history is older.
+    if (!live || Date.now() - (message.timetag ?? 0) > RECALL_WINDOW_MS) item.querySelector(".recall")?.remove();
+    place(item, time);
     return;
   }
-  const body = fromEmulatorMessage(message);
+  // Only a bot's custom messages are replies: anyone in a team could send a look-alike body.
+  const body = isBot(message.from) ? fromEmulatorMessage(message) : undefined;
   if (body) {
     arrivalTime = time;
+    if (!streamSenders.has(body.stream_id)) streamSenders.set(body.stream_id, message.from);
+    const mention = mentionedNick(message.ext);
+    if (mention) streamMentions.set(body.stream_id, mention);
     assembler.accept(body); // repeats (history ∩ offline ∩ live) are dropped by the assembler
     return;
   }
-  // An ordinary message from the bot (or anyone else): show it once, as it is.
   if (message.msgid && shownMessageIds.has(message.msgid)) return;
   if (message.msgid) shownMessageIds.add(message.msgid);
-  const item = createBotBubble();
+  if (!isBot(message.from)) {
+    // Another member of the room.
+    place(createOtherBubble(textOf(message), message.fromNick || message.from, message.msgid), time);
+    return;
+  }
+  // An ordinary message from a bot: show it once, as it is.
+  const item = createBotBubble(message.from);
   setBotText(item, textOf(message), "ok");
   place(item, time);
+}
+
+/** "@Nick" from a reply's UIKit ext (`yxAitMsg`), to show whom a team answer is for. */
+function mentionedNick(ext) {
+  if (typeof ext !== "string" || ext === "" || ext.length > 4096) return undefined;
+  try {
+    const ait = JSON.parse(ext)?.yxAitMsg;
+    if (!ait || typeof ait !== "object") return undefined;
+    const entry = Object.values(ait)[0];
+    return typeof entry?.text === "string" ? entry.text.trim().slice(0, 40) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** NIM refused the recall (too late, 508, or not found): the bubble says so. */
+function recallRefused(frame) {
+  const item = elements.messages.querySelector(
+    `[data-testid=user-bubble][data-msgid="${CSS.escape(frame.msgid ?? "")}"]`,
+  );
+  if (!item) return;
+  setLabel(item, "recall_failed");
+  item.title = frame.desc ?? String(frame.code);
+}
+
+/** A recalled message leaves the screen as "message recalled", like NIM apps show it. */
+function showRecall(msgid) {
+  for (const item of elements.messages.querySelectorAll("li")) {
+    if (item.dataset.msgid !== msgid) continue;
+    item.dataset.status = "recalled";
+    item.querySelector(".text").textContent = t("recalled");
+  }
 }
 
 assembler.onChange((reply) => {
@@ -412,9 +642,52 @@ assembler.onChange((reply) => {
     item.dataset.replyTo = reply.replyTo;
     replyElements.set(reply.streamId, item);
   }
+  setSender(item, streamSenders.get(reply.streamId));
+  const mention = streamMentions.get(reply.streamId);
+  if (mention && !item.querySelector(".mention-chip")) {
+    const chip = document.createElement("span");
+    chip.className = "mention-chip";
+    chip.dataset.testid = "reply-mention";
+    chip.textContent = `${mention} `;
+    item.querySelector(".bubble").prepend(chip);
+  }
   setBotText(item, reply.text, reply.status);
   scrollToEnd();
 });
+
+/** In the room several bots answer: each reply bubble says which one. */
+function setSender(item, accid) {
+  if (!accid || conversation?.scene !== "team") return;
+  item.dataset.bot = accid;
+  let sender = item.querySelector(".sender");
+  if (!sender) {
+    sender = document.createElement("span");
+    sender.className = "sender";
+    sender.dataset.testid = "sender";
+    item.prepend(sender);
+  }
+  sender.textContent = botName(accid);
+}
+
+/** Another member's message in the room, with their name. */
+function createOtherBubble(text, name, msgid) {
+  const item = document.createElement("li");
+  item.className = "message other";
+  item.dataset.testid = "other-bubble";
+  if (msgid) item.dataset.msgid = msgid;
+  const sender = document.createElement("span");
+  sender.className = "sender";
+  sender.textContent = name;
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  const paragraph = document.createElement("p");
+  paragraph.className = "text";
+  paragraph.dataset.testid = "other-text";
+  paragraph.textContent = text;
+  bubble.append(paragraph);
+  item.append(sender, bubble);
+  return item;
+}
 
 function createUserBubble(text, msgid) {
   const item = document.createElement("li");
@@ -429,16 +702,28 @@ function createUserBubble(text, msgid) {
   paragraph.dataset.testid = "user-text";
   paragraph.textContent = text;
   bubble.append(paragraph);
-  item.append(bubble, createLabel());
+  // NIM lets a sender recall a message for a while (2 minutes by default): the bridge then does not
+  // answer it, or stops the answer it is writing.
+  const recall = document.createElement("button");
+  recall.type = "button";
+  recall.className = "recall";
+  recall.dataset.testid = "recall-button";
+  recall.dataset.i18n = "recall";
+  recall.textContent = t("recall");
+  recall.addEventListener("click", () => {
+    if (item.dataset.msgid) sendFrame({ type: "recall", msgid: item.dataset.msgid });
+  });
+  item.append(bubble, createLabel(), recall);
   return item;
 }
 
 /** A bot bubble: text, typing dots (while streaming and still empty), and a status label. */
-function createBotBubble() {
+function createBotBubble(accid) {
   const item = document.createElement("li");
   item.className = "message bot";
   item.dataset.testid = "bot-bubble";
   item.dataset.status = "pending";
+  if (accid) item.dataset.bot = accid;
   const bubble = document.createElement("div");
   bubble.className = "bubble";
   const paragraph = document.createElement("p");
@@ -462,12 +747,22 @@ function createLabel() {
   return label;
 }
 
-/** status: pending | streaming | ok | error | blocked | limited (CSS and the test read data-status). */
+/** status: pending | streaming | ok | error | blocked | limited | stopped (CSS and the tests read data-status). */
 function setBotText(item, text, status) {
   item.querySelector(".text").textContent = text;
   item.dataset.status = status;
   item.dataset.empty = text === "" ? "true" : "false";
-  setLabel(item, status === "error" || status === "blocked" || status === "limited" ? `status_${status}` : "");
+  const labelled = ["error", "blocked", "limited", "stopped"];
+  setLabel(item, labelled.includes(status) ? `status_${status}` : "");
+  refreshStop();
+}
+
+/** The stop button works while a reply on screen is still being written. */
+function refreshStop() {
+  const writing = elements.messages.querySelector(
+    "[data-testid=bot-bubble][data-status=pending], [data-testid=bot-bubble][data-status=streaming]",
+  );
+  elements.stop.disabled = !writing || elements.connection.dataset.state !== "online";
 }
 
 function setLabel(item, key) {
@@ -515,23 +810,78 @@ function clearConversation() {
   placeholders.clear();
   unacknowledged.clear();
   shownMessageIds.clear();
+  streamSenders.clear();
+  streamMentions.clear();
+  refreshStop();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Sending
 // ---------------------------------------------------------------------------------------------
 
-function sendText(text) {
-  if (!session || text.trim() === "") return false;
+/**
+ * Sends a text to the conversation on screen. In the room the bots picked from the @ list go into
+ * the ext as UIKit's `yxAitMsg`; a reply is awaited (a typing bubble) only when a bot is addressed.
+ * `expectReply: false` for commands such as /stop, which get no answer of their own.
+ */
+function sendText(text, { expectReply = true } = {}) {
+  if (!session || !conversation || text.trim() === "") return false;
   const clientId = crypto.randomUUID();
-  if (!sendFrame({ type: "send", to: session.bot, text, clientId })) return false;
+  const frame = { type: "send", text, clientId };
+  let addressed = true;
+  if (conversation.scene === "team") {
+    const ait = aitExtension(text);
+    frame.to = conversation.tid;
+    frame.scene = "team";
+    if (ait) frame.ext = JSON.stringify({ yxAitMsg: ait });
+    const mentioned = session.bots.filter((bot) => ait?.[bot.accid] || text.includes(`@${bot.name}`));
+    addressed = mentioned.length > 0;
+    if (addressed) lastAddressedBot = mentioned[mentioned.length - 1].accid;
+  } else {
+    frame.to = conversation.peer;
+  }
+  if (!sendFrame(frame)) return false;
+  pickedMentions.clear();
   const item = createUserBubble(text, undefined);
   place(item, Math.max(Date.now(), lastTime()));
-  // The reply's bubble appears at once, with typing dots, and is adopted by the reply's first message.
-  const placeholder = createBotBubble();
-  place(placeholder, lastTime());
+  let placeholder;
+  if (expectReply && addressed) {
+    // The reply's bubble appears at once, with typing dots, and is adopted by the reply's first message.
+    placeholder = createBotBubble();
+    place(placeholder, lastTime());
+  }
   unacknowledged.set(clientId, { item, placeholder });
+  refreshStop();
   return true;
+}
+
+/**
+ * UIKit's `yxAitMsg` for the bots picked from the @ list that are still in the text: per accid the
+ * display text "@Name " and every place "@Name" stands, `end` inclusive as NIM's UIKit writes it.
+ */
+function aitExtension(text) {
+  const ait = {};
+  for (const accid of pickedMentions) {
+    const name = botName(accid);
+    const mention = `@${name}`;
+    const segments = [];
+    for (let start = text.indexOf(mention); start >= 0; start = text.indexOf(mention, start + mention.length)) {
+      segments.push({ start, end: start + mention.length - 1, broken: false });
+    }
+    if (segments.length > 0) ait[accid] = { text: `${mention} `, segments };
+  }
+  return Object.keys(ait).length > 0 ? ait : undefined;
+}
+
+/** A command to the bot of this conversation: in the room it must @ the bot, or no bot would hear it. */
+function sendCommand(command) {
+  if (conversation?.scene === "team") {
+    const accid = lastAddressedBot ?? session.bot;
+    pickedMentions.clear();
+    pickedMentions.add(accid);
+    return sendText(`@${botName(accid)} ${command}`, { expectReply: false });
+  }
+  return sendText(command, { expectReply: command !== "/stop" });
 }
 
 /** NIM accepted (msgid) or refused (code) a message this page sent. */
@@ -544,16 +894,19 @@ function acknowledge(frame) {
     item.dataset.status = "failed";
     setLabel(item, "status_failed");
     item.title = frame.desc ?? String(frame.code);
-    placeholder.remove();
+    placeholder?.remove();
+    refreshStop();
     return;
   }
   item.dataset.status = "sent";
   item.dataset.msgid = frame.msgid;
   shownMessageIds.add(frame.msgid);
+  if (!placeholder) return;
   // The reply may already be here (its first message can overtake this acknowledgement).
   const alreadyAnswered = [...replyElements.values()].some((reply) => reply.dataset.replyTo === frame.msgid);
   if (alreadyAnswered) placeholder.remove();
   else placeholders.set(frame.msgid, placeholder);
+  refreshStop();
 }
 
 elements.composer.addEventListener("submit", (event) => {
@@ -576,7 +929,65 @@ function fitComposer() {
 }
 elements.text.addEventListener("input", fitComposer);
 
-elements.reset.addEventListener("click", () => sendText("/reset"));
+elements.reset.addEventListener("click", () => sendCommand("/reset"));
+elements.stop.addEventListener("click", () => sendCommand("/stop"));
+
+// ---------------------------------------------------------------------------------------------
+// @ in the room: the @ button, or typing "@", opens the list of bots
+// ---------------------------------------------------------------------------------------------
+
+function openMentionList() {
+  elements.mentionList.replaceChildren();
+  for (const bot of session?.bots ?? []) {
+    const option = document.createElement("button");
+    option.type = "button";
+    option.className = "chip";
+    option.dataset.testid = "mention-option";
+    option.dataset.accid = bot.accid;
+    option.setAttribute("role", "option");
+    option.textContent = `@${bot.name}`;
+    option.addEventListener("click", () => pickMention(bot));
+    elements.mentionList.append(option);
+  }
+  elements.mentionList.hidden = false;
+}
+
+function closeMentionList() {
+  elements.mentionList.hidden = true;
+  mentionAt = undefined;
+}
+
+/** Puts "@Name " into the text (replacing the typed "@" that opened the list) and remembers the pick. */
+function pickMention(bot) {
+  const input = elements.text;
+  const insert = `@${bot.name} `;
+  const start = mentionAt ?? input.selectionStart ?? input.value.length;
+  const end = mentionAt !== undefined ? mentionAt + 1 : (input.selectionEnd ?? start);
+  input.value = input.value.slice(0, start) + insert + input.value.slice(end);
+  const caret = start + insert.length;
+  input.setSelectionRange(caret, caret);
+  pickedMentions.add(bot.accid);
+  closeMentionList();
+  fitComposer();
+  input.focus();
+}
+
+elements.mention.addEventListener("click", () => {
+  if (elements.mentionList.hidden) openMentionList();
+  else closeMentionList();
+});
+
+elements.text.addEventListener("input", (event) => {
+  if (conversation?.scene !== "team" || event.isComposing) return;
+  const caret = elements.text.selectionStart ?? 0;
+  const typed = elements.text.value[caret - 1];
+  if (event.inputType?.startsWith("insert") && (typed === "@" || typed === "＠")) {
+    openMentionList();
+    mentionAt = caret - 1;
+  } else if (!elements.mentionList.hidden && mentionAt !== undefined) {
+    closeMentionList();
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Start

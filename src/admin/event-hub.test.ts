@@ -22,8 +22,8 @@ describe("console event hub", () => {
     });
     const observer = combineObservers(consoleObserver((event) => hub.publish(event)));
     observer.delta?.("r1", "p2p:bot:u", "你好");
-    observer.finished?.("r1", "ok", "p2p:bot:u");
-    observer.finished?.("r2", "ok"); // no conversation: nothing to show
+    observer.finished?.("r1", "ok", "bot", "p2p:bot:u");
+    observer.finished?.("r2", "ok", "bot"); // no conversation: nothing to show
     expect(seen).toEqual([
       { type: "delta", replyTo: "r1", conversationId: "p2p:bot:u", text: "你好" },
       { type: "finished", replyTo: "r1", conversationId: "p2p:bot:u", status: "ok" },

@@ -54,7 +54,7 @@ export class ConsoleEventHub {
 export function consoleObserver(publish: (event: ConsoleEvent) => void): ReplyObserver {
   return {
     delta: (replyTo, conversationId, text) => publish({ type: "delta", replyTo, conversationId, text }),
-    finished: (replyTo, status, conversationId) => {
+    finished: (replyTo, status, _bot, conversationId) => {
       if (conversationId) publish({ type: "finished", replyTo, conversationId, status });
     },
   };

@@ -11,23 +11,17 @@ import type { Logger } from "pino";
 import type { ReplyQueue } from "../queue/types.ts";
 import type { StopPayload } from "../reply/admission.ts";
 import type { Clock } from "../reply/clock.ts";
-import { isStopCommand } from "../reply/commands.ts";
-import { conversationIdFor } from "../reply/conversation.ts";
 import type { TurnControl } from "../reply/turn-control.ts";
 import type { AcceptedMessage, Repositories } from "../storage/repositories.ts";
-import type { CallbackEvent, MessageEvent, RecallEvent } from "./events.ts";
+import { isStopCommand } from "../turns/commands.ts";
+import type { CallbackEvent, RecallEvent } from "./events.ts";
+import type { MessageRouter } from "./router.ts";
 
 export type IntakeOutcome =
   | { kind: "accepted"; msgidServer: string }
   | { kind: "duplicate"; msgidServer: string }
   | { kind: "recall"; msgidServer: string; effect: "stopped" | "dropped" | "none" }
   | { kind: "ignored"; reason: string };
-
-/**
- * Decides which bot (if any) a conversation message addresses and in which conversation; the
- * default handles P2P TEXT to a bot account. Teams and media plug in here.
- */
-export type MessageRouter = (event: MessageEvent) => AcceptedMessage | undefined;
 
 export interface IntakeOptions {
   repositories: Repositories;
@@ -40,30 +34,6 @@ export interface IntakeOptions {
 
 export interface Intake {
   handle(event: CallbackEvent): Promise<IntakeOutcome>;
-}
-
-/** P2P TEXT from a user to one of the bot accounts (never a bot's own message). */
-export function createP2pTextRouter(isBot: (accid: string) => boolean, now: () => number): MessageRouter {
-  return (event) => {
-    if (event.conversation !== "person" || event.messageType !== "text" || event.text === undefined) return undefined;
-    const to = event.to.toLowerCase();
-    const from = event.fromAccount.toLowerCase();
-    if (!isBot(to) || isBot(from)) return undefined;
-    return {
-      msgidServer: event.msgidServer,
-      fromAccid: from,
-      toAccid: to,
-      botAccid: to,
-      scope: "p2p",
-      conversationId: conversationIdFor({ botAccid: to, scope: "p2p", to, senderAccid: from }),
-      text: event.text,
-      msgTimestamp: event.msgTimestamp,
-      now: now(),
-      antispam: event.antispam,
-      messageType: event.messageType,
-      ...(event.msgidClient ? { msgidClient: event.msgidClient } : {}),
-    };
-  };
 }
 
 export function createIntake(options: IntakeOptions): Intake {
@@ -91,23 +61,34 @@ export function createIntake(options: IntakeOptions): Intake {
   async function recall(event: RecallEvent): Promise<IntakeOutcome> {
     const recalled = event.recalledMsgidServer ?? stringField(event.raw, "msgId");
     if (!recalled) return { kind: "ignored", reason: "recall without a message id" };
-    const row = await repositories.inbox.markRecalled(recalled, clock.now());
-    if (!row) return { kind: "ignored", reason: "recall of a message the bridge never answered" };
-    if (row.status === "processing") {
-      await options.turnControl.cancel(recalled, "recalled");
-      return { kind: "recall", msgidServer: recalled, effect: "stopped" };
+    // A team message may have woken several bots: every row of it is recalled.
+    const rows = await repositories.inbox.markRecalled(recalled, clock.now());
+    if (rows.length === 0) return { kind: "ignored", reason: "recall of a message the bridge never answered" };
+    let effect: "stopped" | "dropped" | "none" = "none";
+    for (const row of rows) {
+      if (row.status === "processing") {
+        await options.turnControl.cancel(row.msgid_server, "recalled");
+        effect = "stopped";
+      } else if (row.status === "accepted" && effect === "none") {
+        // It plans "skip" when it is claimed; a finished one stays as it was.
+        effect = "dropped";
+      }
     }
-    // An accepted row now plans "skip" when it is claimed; a finished one stays as it was.
-    return { kind: "recall", msgidServer: recalled, effect: row.status === "accepted" ? "dropped" : "none" };
+    return { kind: "recall", msgidServer: recalled, effect };
   }
 
   return {
     async handle(event) {
       if (event.kind === "recall") return recall(event);
       if (event.kind !== "message") return { kind: "ignored", reason: event.kind };
-      const message = options.router(event);
-      if (!message) return { kind: "ignored", reason: "not addressed to a bot" };
-      return acceptMessage(message);
+      const messages = options.router(event);
+      if (messages.length === 0) return { kind: "ignored", reason: "not addressed to a bot" };
+      let outcome: IntakeOutcome = { kind: "duplicate", msgidServer: event.msgidServer };
+      for (const message of messages) {
+        if ((await acceptMessage(message)).kind === "accepted")
+          outcome = { kind: "accepted", msgidServer: event.msgidServer };
+      }
+      return outcome;
     },
   };
 }

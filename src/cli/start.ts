@@ -10,7 +10,9 @@
  * stops anyway); the secret never leaves this process. The demo site's JWT secret is random per
  * run too, so a demo JWT dies with the process. The generator is the offline demo one unless an
  * LLM is configured (OPENAI_BASE_URL / OPENAI_API_KEY, or BOT_GENERATOR), exactly as loadConfig
- * decides for `serve`.
+ * decides for `serve`. Two demo bots (顾问 and 导师, written to `data/demo-bots.json`) answer unless
+ * BOTS_FILE names the operator's own, and the page's group room is a team of the demo users and
+ * every bot.
  *
  * It binds to 127.0.0.1 unless HOST says otherwise: `POST /demo/login` hands a JWT to anyone, so
  * the demo should not be reachable from the network by accident.
@@ -21,14 +23,16 @@
  * await stack.close();
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, realpathSync } from "node:fs";
+import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadBots } from "../bots/index.ts";
 import { ConfigurationError, type GeneratorKind, loadConfig } from "../config/index.ts";
-import { type RunningNimEmulator, startNimEmulator } from "../emulator/index.ts";
+import { addTeamMembers, createTeam, type RunningNimEmulator, startNimEmulator } from "../emulator/index.ts";
 import { createLogger, type Logger } from "../http/logger.ts";
 import { type Bridge, createBridge } from "../server.ts";
 import { buildClientBundle } from "../web/client-bundle.ts";
+import { createDemoRoom } from "../web/demo-room.ts";
 import { demoSiteRoutes } from "../web/demo-site.ts";
 
 export interface LocalStackOptions {
@@ -72,6 +76,25 @@ export class PortInUseError extends Error {
 }
 
 export const DEMO_BOT_ACCID = "advisor_bot";
+/** The second demo bot, so the page's bot picker and the group room have a choice. */
+export const DEMO_TUTOR_ACCID = "tutor_bot";
+/** The demo's bots when BOTS_FILE is not set: written to the data directory at start. */
+const DEMO_BOTS = {
+  bots: [
+    {
+      accid: DEMO_BOT_ACCID,
+      name: "顾问",
+      system_prompt:
+        "You are a friendly financial adviser. Answer in the language the user writes in. 你是一位友好的理财顾问。",
+    },
+    {
+      accid: DEMO_TUTOR_ACCID,
+      name: "导师",
+      system_prompt: "You are a patient tutor. Answer in the language the user writes in. 你是一位耐心的学习导师。",
+    },
+  ],
+};
+const DEMO_ROOM_NAME = "演示群";
 const DEFAULT_PORT = 8000;
 const DEFAULT_HOST = "127.0.0.1";
 const WEB_DIRECTORY = fileURLToPath(new URL("../../web/", import.meta.url));
@@ -87,8 +110,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const appSecret = randomBytes(24).toString("hex");
   const jwtSecret = randomBytes(32).toString("base64url");
 
+  // Two demo bots unless the operator brought their own BOTS_FILE (then NIM_BOT_ACCID must be in it).
+  const botsFile = environment.BOTS_FILE || resolve(dataDirectory, "demo-bots.json");
+  if (!environment.BOTS_FILE) writeFileSync(botsFile, `${JSON.stringify(DEMO_BOTS, null, 2)}\n`);
+
   const demoEnvironment = {
     ...environment,
+    BOTS_FILE: botsFile,
     NIM_APP_KEY: appKey,
     NIM_APP_SECRET: appSecret,
     NIM_BOT_ACCID: DEMO_BOT_ACCID,
@@ -97,8 +125,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     PORT: String(port),
     HOST: host,
   };
-  // Validated before anything listens, so a bad setting leaves no port open.
-  loadConfig(demoEnvironment);
+  // Validated before anything listens, so a bad setting (or bots file) leaves no port open.
+  const bots = loadBots(loadConfig(demoEnvironment));
   const clientBundle = await buildClientBundle();
 
   const emulator = await startNimEmulator({
@@ -112,6 +140,21 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const emulatorUrl = `http://${connectableHost(host)}:${emulatorPort}`;
   const config = loadConfig({ ...demoEnvironment, NIM_API_BASE: `${emulatorUrl}/nimserver` });
   const logger = options.logger ?? createLogger({ level: config.logLevel });
+  // The group room of the page. A real site calls team/create.action and team/add.action; here the
+  // emulator's own team rules do it (the "console"). Bots without an account yet are left out.
+  const existing = (accids: string[]) => accids.filter((accid) => emulator.state.findAccount(accid));
+  const room = createDemoRoom({
+    owner: bots.default.accid,
+    bots: bots.accids(),
+    name: DEMO_ROOM_NAME,
+    api: {
+      createTeam: async (input) =>
+        createTeam(emulator.state, { ...input, members: existing(input.members), consentRequired: false }).tid,
+      addMembers: async (input) => {
+        addTeamMembers(emulator.state, { ...input, consentRequired: false });
+      },
+    },
+  });
 
   let bridge: Bridge | undefined;
   try {
@@ -124,7 +167,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           jwtSecret,
           jwtIssuer: config.auth.jwtIssuer,
           jwtAudience: config.auth.jwtAudience,
-          botAccid: DEMO_BOT_ACCID,
+          botAccid: bots.default.accid,
+          bots: bots.summaries(),
+          room,
           generator: config.generator.kind,
           // The browser reaches the emulator on the host name it used for the page when the
           // emulator listens everywhere (HOST=0.0.0.0 for a phone on the LAN), else where it listens.

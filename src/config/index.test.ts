@@ -80,3 +80,36 @@ describe("loadConfig", () => {
     ).toBe("http://site/api/stream");
   });
 });
+
+describe("loadConfig: several bots, teams and turn control", () => {
+  it("defaults to one bot, per-asker team conversations and no debounce", () => {
+    expect(loadConfig(required).conversation).toEqual({ botsFile: undefined, teamSession: "user", debounceMs: 0 });
+  });
+
+  it("reads BOTS_FILE, TEAM_SESSION and REPLY_DEBOUNCE_MS", () => {
+    const config = loadConfig({
+      ...required,
+      BOTS_FILE: " ./bots.json ",
+      TEAM_SESSION: "team",
+      REPLY_DEBOUNCE_MS: "800",
+    });
+    expect(config.conversation).toEqual({ botsFile: "./bots.json", teamSession: "team", debounceMs: 800 });
+  });
+
+  it("names a bad TEAM_SESSION and an out-of-range REPLY_DEBOUNCE_MS together", () => {
+    expect(() => loadConfig({ ...required, TEAM_SESSION: "group", REPLY_DEBOUNCE_MS: "-1" })).toThrow(
+      /TEAM_SESSION[\s\S]*REPLY_DEBOUNCE_MS|REPLY_DEBOUNCE_MS[\s\S]*TEAM_SESSION/,
+    );
+    expect(() => loadConfig({ ...required, REPLY_DEBOUNCE_MS: "60001" })).toThrow(/REPLY_DEBOUNCE_MS/);
+  });
+
+  it("does not require NIM_BOT_ACCID when BOTS_FILE declares the bots", () => {
+    const environment = { NIM_APP_KEY: "key", NIM_APP_SECRET: "secret", BOTS_FILE: "bots.json" };
+    expect(
+      loadConfig(environment, { require: ["NIM_APP_KEY", "NIM_APP_SECRET", "NIM_BOT_ACCID"] }).nim.botAccid,
+    ).toBeUndefined();
+    expect(() => loadConfig({ NIM_APP_KEY: "key", NIM_APP_SECRET: "secret" }, { require: ["NIM_BOT_ACCID"] })).toThrow(
+      /NIM_BOT_ACCID/,
+    );
+  });
+});

@@ -124,6 +124,17 @@ const environmentSchema = z.object({
   /** At most this many audit rows per minute for refused callbacks; the rest are counted. */
   AUDIT_REJECTED_PER_MINUTE: integer(60, 0),
 
+  // --- Several bots, teams and turn control (contract: "Several bots", "Teams", "Turn control") ---
+  /** A JSON file declaring several bots (src/bots); unset: one bot, NIM_BOT_ACCID. */
+  BOTS_FILE: optionalText,
+  /** `user`: in a team each asker has their own conversation with a bot; `team`: one shared per team. */
+  TEAM_SESSION: z.enum(["user", "team"]).default("user"),
+  /**
+   * Messages of one conversation arriving within this window before generation starts are answered
+   * as one turn (a burst of short messages). 0 = off. Capped at a minute: longer would feel broken.
+   */
+  REPLY_DEBOUNCE_MS: integer(0, 0, 60_000),
+
   // ---- operator console (src/admin, src/usage) ----
   /** Turns on /admin; the operators' login token. At least 16 characters. */
   ADMIN_TOKEN: optionalText.refine(
@@ -221,6 +232,13 @@ export interface Config {
   /** RETENTION_DAYS; 0 keeps everything. */
   retentionDays: number;
   auditRejectedPerMinute: number;
+  /** Several bots, teams and turn control. */
+  conversation: {
+    /** BOTS_FILE as given (resolved against the working directory by src/bots). */
+    botsFile: string | undefined;
+    teamSession: "user" | "team";
+    debounceMs: number;
+  };
   /** The operator console, usage and budgets (src/admin/index.ts ConsoleSettings). */
   console: {
     adminToken: string | undefined;
@@ -265,6 +283,8 @@ export function loadConfig(
   const values = parsed.data;
 
   for (const name of options.require ?? []) {
+    // With BOTS_FILE the bots (and the default one) come from the file; NIM_BOT_ACCID is optional.
+    if (name === "NIM_BOT_ACCID" && values.BOTS_FILE) continue;
     if (!values[name]) problems.push(`${name}: required but not set`);
   }
 
@@ -355,6 +375,11 @@ export function loadConfig(
     },
     retentionDays: values.RETENTION_DAYS,
     auditRejectedPerMinute: values.AUDIT_REJECTED_PER_MINUTE,
+    conversation: {
+      botsFile: values.BOTS_FILE,
+      teamSession: values.TEAM_SESSION,
+      debounceMs: values.REPLY_DEBOUNCE_MS,
+    },
     console: {
       adminToken: values.ADMIN_TOKEN,
       adminJwtClaim: values.ADMIN_JWT_CLAIM,

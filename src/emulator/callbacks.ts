@@ -5,8 +5,12 @@
  * NIM sends (nim-protocol §4): every value a JSON string, `CurTime` in **milliseconds**,
  * `MD5` of the raw body, `CheckSum` = sha1(AppSecret + MD5 + CurTime).
  *
- * Which messages are copied (nim-protocol §2.6, §4):
+ * Which messages are copied (nim-protocol §2.6, §4, §10.3):
  * - everything a client sent through the gateway (NIM copies SDK messages unconditionally);
+ * - team messages (convType TEAM, `to` = tid, `tMembers` = the member list) only while
+ *   `copyTeamMessages` is on (NIM's team 抄送 is switched on separately in the console), the bot's
+ *   own team sends included;
+ * - recalls as NIM's recall copies (eventType 7 / 8, recall.ts), recorded as kind "recall-copy";
  * - messages sent through the server APIs when `copyServerMessages` is on (default) and their
  *   `option.route` is not false. NIM copies the bot's own messages back to the bridge, which must
  *   ignore them; the bridge's transient segments set `route: false` and are not copied.
@@ -25,7 +29,9 @@
 import { buildMessageCopy, type MessageCopy } from "../callback/build.ts";
 import { signCallback } from "../callback/sign.ts";
 import { pause } from "./pause.ts";
-import type { EmulatorCallbackRecord, EmulatorMessage, NimEmulatorState } from "./state.ts";
+import { recallCopyOf } from "./recall.ts";
+import type { EmulatorCallbackRecord, EmulatorMessage, EmulatorRecall, NimEmulatorState } from "./state.ts";
+import { teamMembersCopyValue } from "./teams.ts";
 
 /** NIM's msgType names for the classic message types (nim-protocol §2.6, §4.4). */
 const copyMessageTypes: Record<number, string> = {
@@ -48,16 +54,36 @@ export class CallbackDispatcher {
     private readonly closing: AbortSignal,
   ) {}
 
-  /** Starts copying every accepted message; returns the unsubscribe function. */
+  /** Starts copying every accepted message and every recall; returns the unsubscribe function. */
   start(): () => void {
-    return this.state.onMessage((message) => this.copy(message));
+    const stopMessages = this.state.onMessage((message) => this.copy(message));
+    const stopRecalls = this.state.onRecall((recall) => this.copyRecall(recall));
+    return () => {
+      stopMessages();
+      stopRecalls();
+    };
   }
 
-  /** Whether NIM would copy this message (see the module comment). */
+  /**
+   * Whether NIM would copy this message (see the module comment). Team messages (ope 1) only with
+   * `copyTeamMessages`, NIM's separate team 抄送 class; the bot's own team sends are copied too.
+   */
   shouldCopy(message: EmulatorMessage): boolean {
-    if (message.ope !== 0) return false;
+    if (message.ope === 1 && !this.state.settings.copyTeamMessages) return false;
     if (message.source === "client") return true;
     return this.state.settings.copyServerMessages && message.option.route !== false;
+  }
+
+  /**
+   * Starts delivering the recall copy (eventType 7, or 8 for a team message when team 抄送 is on).
+   * Retried like message copies; recorded with kind "recall-copy".
+   */
+  copyRecall(recall: EmulatorRecall): void {
+    const url = this.state.settings.callbackUrl;
+    if (!url) return;
+    if (recall.message.ope === 1 && !this.state.settings.copyTeamMessages) return;
+    const body = JSON.stringify(recallCopyOf(recall));
+    this.track(this.deliverCopy(url, body, recall.message.msgid, "recall-copy"));
   }
 
   /** Starts delivering the copy of `message` (if NIM would copy it and a URL is set); does not wait. */
@@ -92,12 +118,17 @@ export class CallbackDispatcher {
       .finally(() => this.pending.delete(work));
   }
 
-  private async deliverCopy(url: string, body: string, msgidServer: string): Promise<void> {
+  private async deliverCopy(
+    url: string,
+    body: string,
+    msgidServer: string,
+    kind: "message-copy" | "recall-copy" = "message-copy",
+  ): Promise<void> {
     const faults = this.state.settings.callbackFaults;
     if (faults.delayMs !== undefined && faults.delayMs > 0) await pause(faults.delayMs, this.closing);
     let delivered = false;
     for (let attempt = 1; !this.closing.aborted; attempt++) {
-      const record = await this.attempt({ kind: "message-copy", url, body, msgidServer, attempt, duplicate: false });
+      const record = await this.attempt({ kind, url, body, msgidServer, attempt, duplicate: false });
       delivered = record.delivered;
       if (delivered || attempt > this.state.settings.callbackRetries) break;
       await pause(this.state.settings.callbackRetryDelayMs * 2 ** (attempt - 1), this.closing);
@@ -105,7 +136,7 @@ export class CallbackDispatcher {
     // A second delivery of the same copy, as after a lost acknowledgement: the bridge must reply once.
     const random = faults.random ?? Math.random;
     if (delivered && !this.closing.aborted && random() < (faults.duplicateProbability ?? 0)) {
-      await this.attempt({ kind: "message-copy", url, body, msgidServer, attempt: 1, duplicate: true });
+      await this.attempt({ kind, url, body, msgidServer, attempt: 1, duplicate: true });
     }
   }
 
@@ -166,10 +197,10 @@ export function messageCopyOf(message: EmulatorMessage, state: NimEmulatorState)
     attach = message.body;
   }
   const nick = state.findAccount(message.from)?.name;
-  return buildMessageCopy({
+  const copy = buildMessageCopy({
     from: message.from,
     to: message.to,
-    convType: "PERSON",
+    convType: message.ope === 1 ? "TEAM" : "PERSON",
     msgType,
     body,
     attach,
@@ -181,6 +212,13 @@ export function messageCopyOf(message: EmulatorMessage, state: NimEmulatorState)
     fromNick: nick ? nick : message.from,
     ext: message.ext,
   });
+  if (message.ope === 1) {
+    // NIM adds the team's member list (not who was @-mentioned: nim-protocol §10.1 #2).
+    const team = state.findTeam(message.to);
+    const members = team ? teamMembersCopyValue(team) : undefined;
+    if (members !== undefined) copy.tMembers = members;
+  }
+  return copy;
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

@@ -10,8 +10,10 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { apiCheckSum } from "../nim/checksum.ts";
+import { ClassicApiError } from "./errors.ts";
 import { defaultDescription, type FaultAction, selectFaults, takeQueuedFault } from "./faults.ts";
 import { pause } from "./pause.ts";
+import { recallMessage } from "./recall.ts";
 import {
   DEFAULT_MESSAGE_OPTION,
   type EmulatorAccount,
@@ -20,6 +22,14 @@ import {
   type EmulatorRequestRecord,
   NimEmulatorState,
 } from "./state.ts";
+import {
+  addTeamMembers,
+  createTeam,
+  kickTeamMembers,
+  parseAccidList,
+  requireTeamSender,
+  TEAM_MEMBER_LIMIT,
+} from "./teams.ts";
 
 export interface ClassicApiOptions {
   state: NimEmulatorState;
@@ -32,15 +42,8 @@ type Fields = Record<string, string>;
 type Envelope = { code: number } & Record<string, unknown>;
 type Endpoint = (fields: Fields, state: NimEmulatorState) => Envelope;
 
-/** A NIM-level error: answered with HTTP 200 and `{"desc":…,"code":…}`. */
-export class ClassicApiError extends Error {
-  constructor(
-    readonly code: number,
-    readonly desc: string,
-  ) {
-    super(`${code} ${desc}`);
-  }
-}
+/** A NIM-level error: answered with HTTP 200 and `{"desc":…,"code":…}` (errors.ts). */
+export { ClassicApiError };
 
 const accidPattern = /^[a-zA-Z0-9_@.-]+$/;
 const accidLimit = 32;
@@ -286,8 +289,12 @@ const endpoints: Record<string, Endpoint> = {
     const pushcontent = optionalField(fields, "pushcontent", 500) ?? optionalField(fields, "pushContent", 500);
     const payload = optionalJsonField(fields, "payload", 2048);
     const ext = optionalField(fields, "ext", 1024);
+    // The old docs spell these lowercase, the official Java SDK camelCase; NIM LIKELY takes both.
+    const forcePushList = optionalForcePushList(fields);
+    const forcePushContent =
+      optionalField(fields, "forcepushcontent", 500) ?? optionalField(fields, "forcePushContent", 500);
     const sender = requireKnownSender(from, state);
-    const receiver = requireKnownReceiver(ope, to, state);
+    const receiver = requireKnownReceiver(ope, to, sender.accid, state);
 
     const msgid = state.allocateMessageId();
     const timetag = state.now();
@@ -307,10 +314,85 @@ const endpoints: Record<string, Endpoint> = {
       pushcontent,
       payload,
       ext,
+      ...(forcePushList !== undefined && { forcePushList }),
+      ...(forcePushContent !== undefined && { forcePushContent }),
       timetag,
       fields: { ...fields },
     });
     return { code: 200, data: { msgid: BigInt(msgid), timetag, antispam: false } };
+  },
+
+  "team/create.action": (fields, state) => {
+    const name = requireField(fields, "tname");
+    if (name.length > 64) throw new ClassicApiError(414, "tname too long");
+    const owner = requireField(fields, "owner");
+    const members = parseAccidList(requireField(fields, "members"), "members", TEAM_MEMBER_LIMIT);
+    requireField(fields, "msg");
+    optionalField(fields, "msg", 150);
+    const magree = requireChoice(fields, "magree", ["0", "1"]);
+    requireChoice(fields, "joinmode", ["0", "1", "2"]);
+    for (const [optional, limit] of [
+      ["announcement", 1024],
+      ["intro", 512],
+      ["icon", 1024],
+      ["custom", 1024],
+    ] as const) {
+      optionalField(fields, optional, limit);
+    }
+    const team = createTeam(state, { name, owner, members, consentRequired: magree === "1" });
+    return { code: 200, tid: team.tid };
+  },
+
+  "team/add.action": (fields, state) => {
+    const tid = requireField(fields, "tid");
+    const owner = requireField(fields, "owner");
+    const members = parseAccidList(requireField(fields, "members"), "members", TEAM_MEMBER_LIMIT);
+    requireField(fields, "msg");
+    const magree = requireChoice(fields, "magree", ["0", "1"]);
+    addTeamMembers(state, { tid, owner, members, consentRequired: magree === "1" });
+    return { code: 200 };
+  },
+
+  // `member` (one accid) or `members` (a JSON array), as the Java SDK's KickTeamRequestV1 sends.
+  "team/kick.action": (fields, state) => {
+    const tid = requireField(fields, "tid");
+    const owner = requireField(fields, "owner");
+    const members =
+      fields.members !== undefined && fields.members !== ""
+        ? parseAccidList(fields.members, "members", TEAM_MEMBER_LIMIT)
+        : [requireField(fields, "member")];
+    const { notMembers } = kickTeamMembers(state, { tid, owner, members });
+    return notMembers.length > 0 ? { code: 200, faccid: { accid: notMembers, msg: "not in team" } } : { code: 200 };
+  },
+
+  /**
+   * The server's recall (消息撤回): `deleteMsgid` and `timetag` (the message's send time) identify
+   * the message, `type` 7 (P2P) or 8 (team) must match it, `from` is its sender, `to` its receiver
+   * or tid. `msg` is the postscript copied as `attach`; `ignoreTime` 1 lifts the time limit.
+   */
+  "msg/recall.action": (fields, state) => {
+    const msgid = requireField(fields, "deleteMsgid");
+    const timetag = requireField(fields, "timetag");
+    const type = requireChoice(fields, "type", ["7", "8"]);
+    const from = requireField(fields, "from");
+    const to = requireField(fields, "to");
+    const postscript = optionalField(fields, "msg", 500);
+    const ignoreTime = fields.ignoreTime === "1";
+    if (!/^\d+$/.test(msgid)) throw new ClassicApiError(414, "deleteMsgid illegal");
+    const message = state.messages.find((candidate) => candidate.msgid === msgid);
+    if (message) {
+      if (String(message.timetag) !== timetag) throw new ClassicApiError(414, "timetag does not match the message");
+      if ((message.ope === 1 ? "8" : "7") !== type) throw new ClassicApiError(414, "type does not match the message");
+      if (message.to !== to.toLowerCase()) throw new ClassicApiError(414, "to does not match the message");
+    }
+    recallMessage(state, {
+      msgid,
+      by: from,
+      source: "server",
+      ...(postscript !== undefined && { postscript }),
+      ignoreTime,
+    });
+    return { code: 200 };
   },
 
   "msg/sendAttachMsg.action": (fields, state) => {
@@ -331,7 +413,7 @@ const endpoints: Record<string, Endpoint> = {
     const payload = optionalJsonField(fields, "payload", 2048);
     const sound = optionalField(fields, "sound", 30);
     const sender = requireKnownSender(from, state);
-    const receiver = requireKnownReceiver(msgtype, to, state);
+    const receiver = requireKnownReceiver(msgtype, to, sender.accid, state);
     state.recordNotification({
       from: sender.accid,
       to: receiver,
@@ -395,6 +477,23 @@ function parseOption<T extends object>(text: string | undefined, defaults: T): T
   return option;
 }
 
+/** `forcepushlist` / `forcePushList`: a JSON array of at most 100 accids (NIM: 811 above that). */
+function optionalForcePushList(fields: Fields): string[] | undefined {
+  const text = optionalField(fields, "forcepushlist", 10_000) ?? optionalField(fields, "forcePushList", 10_000);
+  if (text === undefined || text === "") return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ClassicApiError(414, "forcepushlist is not a JSON array");
+  }
+  if (!Array.isArray(parsed) || !parsed.every((item) => typeof item === "string")) {
+    throw new ClassicApiError(414, "forcepushlist is not a JSON array of accids");
+  }
+  if (parsed.length > 100) throw new ClassicApiError(811, "forcepushlist over limit (100)");
+  return parsed as string[];
+}
+
 function requireAccid(fields: Fields): string {
   const accid = requireField(fields, "accid");
   if (accid.length > accidLimit) throw new ClassicApiError(414, "accid too long");
@@ -417,9 +516,12 @@ function requireKnownSender(from: string, state: NimEmulatorState): EmulatorAcco
   return account;
 }
 
-/** The receiver's stored accid. The emulator has no teams: team sends answer 803 ("team not found"). */
-function requireKnownReceiver(ope: string, to: string, state: NimEmulatorState): string {
-  if (ope === "1") throw new ClassicApiError(803, "team not exist");
+/**
+ * The receiver: a person's stored accid, or (`ope` 1) a tid whose member the sender is: 803 for an
+ * unknown team, 804 "not in team" when the sender is not a member (the bot must be one).
+ */
+function requireKnownReceiver(ope: string, to: string, sender: string, state: NimEmulatorState): string {
+  if (ope === "1") return requireTeamSender(state, to, sender).tid;
   const account = state.findAccount(to);
   if (!account) throw new ClassicApiError(414, "to accid not exists");
   return account.accid;

@@ -8,16 +8,28 @@
  *                                             then {"type":"offline","messages":[…]} (always, maybe [])
  *                                           | {"type":"login","code":302,"desc":"wrong account or token"}
  *                                             then the socket is closed (code 4302)
- *   {"type":"send","to","text","clientId"}  → {"type":"sent","clientId","code":200,"msgid","timetag"}
- *                                           | {"type":"sent","clientId","code":404|414,"desc"}
- *   {"type":"history","with","limit"?}      → {"type":"history","with","messages":[…]} (oldest first)
+ *   {"type":"send","to","text","clientId","scene"?,"ext"?}
+ *                                           → {"type":"sent","clientId","code":200,"msgid","timetag"}
+ *                                           | {"type":"sent","clientId","code":404|414|803|804,"desc"}
+ *     `scene` "team" sends to the team `to` (a tid): 803 no such team, 804 "not in team" for a
+ *     sender who is not a member. `ext` (a string, like UIKit's JSON with `yxAitMsg`) is passed on
+ *     to receivers and to the copy untouched, as NIM does.
+ *   {"type":"history","with","limit"?,"scene"?} → {"type":"history","with","scene","messages":[…]}
+ *     (oldest first; a team's history only for its members, else 804)
+ *   {"type":"recall","msgid"}               → {"type":"recalled","msgid","code":200}
+ *                                           | {"type":"recalled","msgid","code":403|404|414|508,"desc"}
+ *     (a user recalls their own message; NIM's recall copy, eventType 7 or 8, goes to the bridge)
+ *   {"type":"teams"}                        → {"type":"teams","teams":[{tid,name,owner,members}]}
  *   {"type":"ping"}                         → {"type":"pong"}
  *   before login, anything but login        → {"type":"error","code":403,"desc":"login first"}
  *   malformed / unknown frames              → {"type":"error","code":414,"desc":…}
  *
  * Server → client, pushed:
- *   {"type":"message","message":{msgid,from,to,type,body,timetag,option,…}} for every message to the
- *     logged-in accid, to every open session of it, whichever API sent it;
+ *   {"type":"message","message":{msgid,from,to,scene,type,body,timetag,option,ext?,fromNick?,…}} for
+ *     every message to the logged-in accid, or to a team it is a member of (not its own team sends),
+ *     to every open session of it, whichever API sent it;
+ *   {"type":"recall","recall":{msgid,from,to,scene,deleteTime}} when a message of a conversation
+ *     of this accid was recalled (both sides of a P2P conversation, every member of a team);
  *   {"type":"stream","message":{message_server_id,from,to,text,index,finish,…}} for each non-final
  *     chunk of a v2 stream message (`text` is the accumulated text); the finished stream then
  *     arrives as an ordinary stored `message` whose msgid equals message_server_id.
@@ -34,14 +46,18 @@ import { randomBytes, randomUUID } from "node:crypto";
 import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
 import { type RawData, WebSocket } from "ws";
+import { ClassicApiError } from "./errors.ts";
+import { recallMessage } from "./recall.ts";
 import {
   DEFAULT_MESSAGE_OPTION,
   type EmulatorMessage,
   type EmulatorMessageOption,
+  type EmulatorRecall,
   isStoredMessage,
   type NimEmulatorState,
   type StreamTerminationReason,
 } from "./state.ts";
+import { requireTeamSender } from "./teams.ts";
 
 /** A message as the gateway shows it to a client. */
 export interface GatewayMessage {
@@ -55,9 +71,15 @@ export interface GatewayMessage {
   body: string;
   /** Acceptance time, ms. */
   timetag: number;
+  /** "team" for a team message (`to` is then the tid). */
+  scene: "p2p" | "team";
   option: EmulatorMessageOption;
   msgidClient: string;
   fromClientType: string;
+  /** The sender's extension as sent (UIKit puts `yxAitMsg` here). */
+  ext?: string;
+  /** The sender's nickname, when the account has one. */
+  fromNick?: string;
   /** Only on the merged message of a v2 stream message. */
   stream?: { status: "complete" | "terminated"; reason?: StreamTerminationReason };
 }
@@ -79,9 +101,28 @@ export interface GatewayStreamChunk {
 
 export type GatewayClientFrame =
   | { type: "login"; accid: string; token: string }
-  | { type: "send"; to: string; text: string; clientId: string }
-  | { type: "history"; with: string; limit?: number }
+  | { type: "send"; to: string; text: string; clientId: string; scene?: "p2p" | "team"; ext?: string }
+  | { type: "history"; with: string; limit?: number; scene?: "p2p" | "team" }
+  | { type: "recall"; msgid: string }
+  | { type: "teams" }
   | { type: "ping" };
+
+/** A recall as pushed to the clients of the conversation. */
+export interface GatewayRecall {
+  msgid: string;
+  from: string;
+  to: string;
+  scene: "p2p" | "team";
+  deleteTime: number;
+}
+
+/** A team as the `teams` frame lists it. */
+export interface GatewayTeam {
+  tid: string;
+  name: string;
+  owner: string;
+  members: string[];
+}
 
 export type GatewayServerFrame =
   | { type: "login"; code: 200; accid: string }
@@ -91,7 +132,11 @@ export type GatewayServerFrame =
   | { type: "sent"; clientId: string; code: number; desc: string }
   | { type: "message"; message: GatewayMessage }
   | { type: "stream"; message: GatewayStreamChunk }
-  | { type: "history"; with: string; messages: GatewayMessage[] }
+  | { type: "history"; with: string; scene: "p2p" | "team"; messages: GatewayMessage[] }
+  | { type: "recalled"; msgid: string; code: 200 }
+  | { type: "recalled"; msgid: string; code: number; desc: string }
+  | { type: "recall"; recall: GatewayRecall }
+  | { type: "teams"; teams: GatewayTeam[] }
   | { type: "pong" }
   | { type: "error"; code: number; desc: string };
 
@@ -115,9 +160,19 @@ export class GatewayHub {
 
   constructor(private readonly state: NimEmulatorState) {}
 
-  /** Starts delivering every accepted message; returns the unsubscribe function. */
+  /** Starts delivering every accepted message and every recall; returns the unsubscribe function. */
   start(): () => void {
-    return this.state.onMessage((message) => this.deliver(message));
+    const stopMessages = this.state.onMessage((message) => this.deliver(message));
+    const stopRecalls = this.state.onRecall((recall) => this.deliverRecall(recall));
+    return () => {
+      stopMessages();
+      stopRecalls();
+    };
+  }
+
+  /** A message as clients see it, with the sender's nickname. */
+  view(message: EmulatorMessage): GatewayMessage {
+    return toGatewayMessage(message, this.state.findAccount(message.from)?.name);
   }
 
   /** Accids with at least one open, logged-in session. */
@@ -160,14 +215,33 @@ export class GatewayHub {
     if (sessions?.size === 0) this.sessions.delete(session.accid);
   }
 
+  /** P2P: to the receiver. Team: to every member but the sender (NIM's own-device sync is not modelled). */
   private deliver(message: EmulatorMessage): void {
-    // Teams are not modelled (the classic API refuses team sends), so every message is P2P.
-    if (message.ope !== 0) return;
-    const delivered = this.sendTo(message.to, { type: "message", message: toGatewayMessage(message) });
-    if (delivered > 0 || !isStoredMessage(message)) return;
-    const queue = this.state.undelivered.get(message.to) ?? [];
-    queue.push(message);
-    this.state.undelivered.set(message.to, queue);
+    const frame: GatewayServerFrame = { type: "message", message: this.view(message) };
+    const recipients =
+      message.ope === 1
+        ? (this.state.findTeam(message.to)?.members ?? []).filter((accid) => accid !== message.from)
+        : [message.to];
+    for (const recipient of recipients) {
+      const delivered = this.sendTo(recipient, frame);
+      if (delivered > 0 || !isStoredMessage(message)) continue;
+      const queue = this.state.undelivered.get(recipient) ?? [];
+      queue.push(message);
+      this.state.undelivered.set(recipient, queue);
+    }
+  }
+
+  /** Tells both sides of a P2P conversation, or every team member, that a message was recalled. */
+  private deliverRecall(recall: EmulatorRecall): void {
+    const message = recall.message;
+    const scene = message.ope === 1 ? "team" : "p2p";
+    const recipients =
+      message.ope === 1 ? (this.state.findTeam(message.to)?.members ?? []) : [message.from, message.to];
+    const frame: GatewayServerFrame = {
+      type: "recall",
+      recall: { msgid: message.msgid, from: message.from, to: message.to, scene, deleteTime: recall.deleteTime },
+    };
+    for (const recipient of new Set(recipients)) this.sendTo(recipient, frame);
   }
 
   private openSessionsOf(accid: string): GatewaySession[] {
@@ -175,7 +249,7 @@ export class GatewayHub {
   }
 }
 
-export function toGatewayMessage(message: EmulatorMessage): GatewayMessage {
+export function toGatewayMessage(message: EmulatorMessage, fromNick?: string): GatewayMessage {
   const view: GatewayMessage = {
     msgid: message.msgid,
     from: message.from,
@@ -183,10 +257,13 @@ export function toGatewayMessage(message: EmulatorMessage): GatewayMessage {
     type: message.type,
     body: message.body,
     timetag: message.timetag,
+    scene: message.ope === 1 ? "team" : "p2p",
     option: { ...message.option },
     msgidClient: message.msgidClient,
     fromClientType: message.fromClientType,
   };
+  if (message.ext !== undefined) view.ext = message.ext;
+  if (fromNick) view.fromNick = fromNick;
   if (message.stream) view.stream = { ...message.stream };
   return view;
 }
@@ -239,6 +316,10 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
         return sendText(session, session.accid, frame);
       case "history":
         return history(session.accid, frame);
+      case "recall":
+        return recall(session.accid, frame);
+      case "teams":
+        return teams(session.accid);
       case "ping":
         return { type: "pong" };
       default:
@@ -260,7 +341,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     }
     const queued = hub.login(session, account.accid);
     send(session, { type: "login", code: 200, accid: account.accid });
-    send(session, { type: "offline", messages: queued.map(toGatewayMessage) });
+    send(session, { type: "offline", messages: queued.map((message) => hub.view(message)) });
   }
 
   function sendText(session: GatewaySession, from: string, frame: Record<string, unknown>): GatewayServerFrame {
@@ -276,9 +357,25 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     if (typeof frame.text !== "string" || frame.text === "") return fail(414, "text is required");
     // The SDK limit on a text message, the same 5000 characters as the server API's body.
     if (frame.text.length > state.settings.bodyLimit) return fail(414, "text too long");
-    const receiver = state.findAccount(frame.to);
-    // An SDK send to a missing account: 404 "object not found" (the server API says 414 instead).
-    if (!receiver) return fail(404, "to accid not exists");
+    const scene = frame.scene ?? "p2p";
+    if (scene !== "p2p" && scene !== "team") return fail(414, 'scene must be "p2p" or "team"');
+    if (frame.ext !== undefined && typeof frame.ext !== "string") return fail(414, "ext must be a string");
+    // The same 1024 characters as the server API's ext; NIM passes the content on unchecked.
+    if (typeof frame.ext === "string" && frame.ext.length > 1024) return fail(414, "ext too long");
+    let receiver: string;
+    if (scene === "team") {
+      try {
+        receiver = requireTeamSender(state, frame.to, from).tid;
+      } catch (error) {
+        if (error instanceof ClassicApiError) return fail(error.code, error.desc);
+        throw error;
+      }
+    } else {
+      const account = state.findAccount(frame.to);
+      // An SDK send to a missing account: 404 "object not found" (the server API says 414 instead).
+      if (!account) return fail(404, "to accid not exists");
+      receiver = account.accid;
+    }
 
     const msgid = state.allocateMessageId();
     const timetag = state.now();
@@ -290,11 +387,12 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       fromClientType: "WEB",
       fromDeviceId: session.deviceId,
       from,
-      to: receiver.accid,
-      ope: 0,
+      to: receiver,
+      ope: scene === "team" ? 1 : 0,
       type: 0,
       body: JSON.stringify({ msg: frame.text }),
       option: { ...DEFAULT_MESSAGE_OPTION },
+      ...(typeof frame.ext === "string" && frame.ext !== "" && { ext: frame.ext }),
       timetag,
       fields: {},
     });
@@ -308,9 +406,34 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     const requested =
       typeof frame.limit === "number" && Number.isInteger(frame.limit) ? frame.limit : defaultHistoryLimit;
     const limit = Math.min(Math.max(requested, 1), maximumHistoryLimit);
+    if (frame.scene === "team") {
+      if (!state.isTeamMember(frame.with, accid)) return { type: "error", code: 804, desc: "not in team" };
+      const messages = state.teamHistory(frame.with, limit).map((message) => hub.view(message));
+      return { type: "history", with: frame.with, scene: "team", messages };
+    }
     const peer = frame.with.toLowerCase();
-    const messages = state.conversationHistory(accid, peer, limit).map(toGatewayMessage);
-    return { type: "history", with: peer, messages };
+    const messages = state.conversationHistory(accid, peer, limit).map((message) => hub.view(message));
+    return { type: "history", with: peer, scene: "p2p", messages };
+  }
+
+  function recall(accid: string, frame: Record<string, unknown>): GatewayServerFrame {
+    const msgid = typeof frame.msgid === "string" ? frame.msgid : "";
+    if (!/^\d{1,20}$/.test(msgid)) return { type: "recalled", msgid, code: 414, desc: "msgid is required" };
+    try {
+      recallMessage(state, { msgid, by: accid, source: "client" });
+    } catch (error) {
+      if (error instanceof ClassicApiError) return { type: "recalled", msgid, code: error.code, desc: error.desc };
+      throw error;
+    }
+    return { type: "recalled", msgid, code: 200 };
+  }
+
+  function teams(accid: string): GatewayServerFrame {
+    const mine = [...state.teams.values()].filter((team) => team.members.includes(accid));
+    return {
+      type: "teams",
+      teams: mine.map((team) => ({ tid: team.tid, name: team.name, owner: team.owner, members: [...team.members] })),
+    };
   }
 }
 

@@ -5,7 +5,9 @@
  * - the v2 stream-message endpoint under `/im/v2` (nim-protocol §5.1), see v2-api.ts;
  * - a client gateway, a WebSocket at `/gateway` standing in for NIM's client SDK (login, send,
  *   receive, offline messages, history), see gateway.ts;
- * - the message-copy callback (消息抄送) to `settings.callbackUrl`, signed like NIM, see callbacks.ts.
+ * - the message-copy callback (消息抄送) to `settings.callbackUrl`, signed like NIM, see callbacks.ts;
+ * - advanced teams (team/create, add, kick; team sends with ope 1, 804 for a non-member; team 抄送
+ *   with `tMembers`), see teams.ts, and recalls with NIM's recall copies (eventType 7 / 8), see recall.ts.
  * It imports nothing from im-bridge except pure helpers (the checksum and the callback builder and
  * signer), so it cannot accidentally agree with the bridge's bugs.
  *
@@ -45,12 +47,15 @@ export {
   type GatewayClientFrame,
   GatewayHub,
   type GatewayMessage,
+  type GatewayRecall,
   type GatewayServerFrame,
   type GatewaySession,
   type GatewayStreamChunk,
+  type GatewayTeam,
   loginFailedCloseCode,
   toGatewayMessage,
 } from "./gateway.ts";
+export { type RecallRequest, recallCopyOf, recallMessage } from "./recall.ts";
 export type {
   CallbackFilter,
   EmulatorAccount,
@@ -60,15 +65,25 @@ export type {
   EmulatorMessageSource,
   EmulatorNotification,
   EmulatorNotificationOption,
+  EmulatorRecall,
   EmulatorRequestRecord,
   EmulatorSettings,
   EmulatorStateOptions,
   EmulatorStream,
+  EmulatorTeam,
   MessageFilter,
   NotificationFilter,
   StreamTerminationReason,
 } from "./state.ts";
 export { isStoredMessage, NimEmulatorState } from "./state.ts";
+export {
+  addTeamMembers,
+  createTeam,
+  kickTeamMembers,
+  TEAM_MEMBER_LIMIT,
+  TEAM_MEMBERS_COPY_LIMIT,
+  teamMembersCopyValue,
+} from "./teams.ts";
 export { streamMessagePath } from "./v2-api.ts";
 
 export interface NimEmulatorOptions extends EmulatorStateOptions {

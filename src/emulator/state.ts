@@ -84,10 +84,41 @@ export interface EmulatorMessage {
   pushcontent?: string;
   payload?: string;
   ext?: string;
+  /** sendMsg `forcepushlist` / `forcePushList`: the accounts pushed even when muted (team @s). */
+  forcePushList?: string[];
+  /** sendMsg `forcepushcontent` / `forcePushContent`. */
+  forcePushContent?: string;
+  /** Set once the message is recalled: it leaves history and offline queues. */
+  recalled?: { at: number; by: string };
   /** Acceptance time, ms. */
   timetag: number;
   /** Every form field as received, for parameters the emulator does not model. */
   fields: Record<string, string>;
+}
+
+/** An advanced team (高级群): `tid` is what team messages carry in `to`. */
+export interface EmulatorTeam {
+  /** Decimal digits, as NIM's tids. */
+  tid: string;
+  name: string;
+  /** Lower-cased accid; always a member. */
+  owner: string;
+  /** Lower-cased accids in joining order, the owner first. */
+  members: string[];
+  createdAt: number;
+}
+
+/** One recall as the emulator performed it (the copy, eventType 7 or 8, follows from it). */
+export interface EmulatorRecall {
+  /** The recalled message (its `recalled` is set). */
+  message: EmulatorMessage;
+  /** Who recalled it: the sender (a client) or the `from` of msg/recall.action. */
+  by: string;
+  /** "client" through the gateway, "server" through msg/recall.action. */
+  source: "client" | "server";
+  /** The recall's postscript (`msg` of msg/recall.action), copied as `attach`. */
+  postscript: string;
+  deleteTime: number;
 }
 
 export interface EmulatorNotificationOption {
@@ -137,12 +168,13 @@ export interface EmulatorStream {
 
 /** One message-copy (or validation) POST attempt, as the emulator made it. */
 export interface EmulatorCallbackRecord {
-  kind: "message-copy" | "validation";
+  /** "recall-copy": NIM's recall copy, eventType 7 (P2P) or 8 (team), see recall.ts. */
+  kind: "message-copy" | "recall-copy" | "validation";
   url: string;
   /** The exact body sent (the signature covers these bytes). */
   body: string;
   headers: Record<string, string>;
-  /** The copied message's msgid (absent for validation). */
+  /** The copied (or recalled) message's msgid (absent for validation). */
   msgidServer?: string;
   /** 1 for the first try, 2+ for retries. */
   attempt: number;
@@ -218,6 +250,17 @@ export interface EmulatorSettings {
   streamChunkTimeoutMs: number;
   /** v2 stream messages: the most characters all chunks together may carry (NIM: 5000). */
   streamTextLimit: number;
+  /**
+   * Copy team messages (convType TEAM), including the bot's own team sends. At NIM team 抄送 is a
+   * class of its own that must be switched on in the console (nim-protocol §10.3); default on, so
+   * tests model a correctly configured app and can switch it off to model a forgotten switch.
+   */
+  copyTeamMessages: boolean;
+  /**
+   * How long after sending a client may recall its message. NIM's default is 2 minutes and the
+   * console can change it; msg/recall.action with `ignoreTime` 1 is not bound by it.
+   */
+  recallWindowMs: number;
 }
 
 export interface EmulatorStateOptions {
@@ -243,6 +286,10 @@ export interface EmulatorStateOptions {
   callbackFaults?: CallbackFaults;
   streamChunkTimeoutMs?: number;
   streamTextLimit?: number;
+  copyTeamMessages?: boolean;
+  recallWindowMs?: number;
+  /** The first tid handed out. */
+  firstTeamId?: string | bigint;
 }
 
 export interface MessageFilter {
@@ -269,6 +316,8 @@ export interface NotificationFilter {
 
 /** Thirteen digits, like the msgids in NIM's public samples (e.g. 1200510468189). */
 const defaultFirstMessageId = 1_200_000_000_000n;
+/** Ten digits, like the tids in NIM's public samples (e.g. 1505206112). */
+const defaultFirstTeamId = 1_500_000_000n;
 const defaultWaitMs = 5_000;
 
 export class NimEmulatorState {
@@ -280,6 +329,10 @@ export class NimEmulatorState {
   readonly callbacks: EmulatorCallbackRecord[] = [];
   /** v2 stream messages by message_server_id. */
   readonly streams = new Map<string, EmulatorStream>();
+  /** Teams by tid. */
+  readonly teams = new Map<string, EmulatorTeam>();
+  /** Every recall, oldest first. */
+  readonly recalls: EmulatorRecall[] = [];
   /**
    * Per recipient accid: stored messages that arrived while the recipient had no open gateway
    * session. Flushed (as the `offline` frame) at the next login, like NIM's offline messages.
@@ -294,12 +347,16 @@ export class NimEmulatorState {
   readonly seenNonces = new Map<string, number>();
   private nextMessageId: bigint;
   private readonly firstMessageId: bigint;
+  private nextTeamId: bigint;
+  private readonly firstTeamId: bigint;
   private readonly events = new EventEmitter();
 
   constructor(options: EmulatorStateOptions) {
     this.now = options.now ?? Date.now;
     this.firstMessageId = BigInt(options.firstMessageId ?? defaultFirstMessageId);
     this.nextMessageId = this.firstMessageId;
+    this.firstTeamId = BigInt(options.firstTeamId ?? defaultFirstTeamId);
+    this.nextTeamId = this.firstTeamId;
     this.settings = {
       appKey: options.appKey,
       appSecret: options.appSecret,
@@ -319,6 +376,8 @@ export class NimEmulatorState {
       callbackFaults: options.callbackFaults ?? {},
       streamChunkTimeoutMs: options.streamChunkTimeoutMs ?? 30_000,
       streamTextLimit: options.streamTextLimit ?? 5000,
+      copyTeamMessages: options.copyTeamMessages ?? true,
+      recallWindowMs: options.recallWindowMs ?? 120_000,
     };
     this.frequencyControl = new FrequencyControl(this.settings, this.now);
     // Tests commonly have many waiters on one emulator.
@@ -333,6 +392,58 @@ export class NimEmulatorState {
   addAccount(account: EmulatorAccount): void {
     this.accounts.set(account.accid, account);
     this.events.emit("account", account);
+  }
+
+  /** The team with this tid (digits; surrounding white space is not a tid). */
+  findTeam(tid: string): EmulatorTeam | undefined {
+    return this.teams.get(tid);
+  }
+
+  /** Whether `accid` (any case) is a member of team `tid`. */
+  isTeamMember(tid: string, accid: string): boolean {
+    return this.teams.get(tid)?.members.includes(accid.toLowerCase()) ?? false;
+  }
+
+  /** Creates a team; `members` may repeat the owner or each other (kept once). Accids must exist. */
+  createTeam(input: { name: string; owner: string; members: string[] }): EmulatorTeam {
+    const tid = this.nextTeamId.toString();
+    this.nextTeamId += 1n;
+    const team: EmulatorTeam = {
+      tid,
+      name: input.name,
+      owner: input.owner.toLowerCase(),
+      members: [],
+      createdAt: this.now(),
+    };
+    for (const accid of [input.owner, ...input.members]) {
+      const lower = accid.toLowerCase();
+      if (!team.members.includes(lower)) team.members.push(lower);
+    }
+    this.teams.set(tid, team);
+    this.events.emit("team", team);
+    return team;
+  }
+
+  /** Listens to team creation and membership changes; returns the unsubscribe function. */
+  onTeamChange(listener: (team: EmulatorTeam) => void): () => void {
+    this.events.on("team", listener);
+    return () => this.events.off("team", listener);
+  }
+
+  /** Called after members were added or removed. */
+  recordTeamChange(team: EmulatorTeam): void {
+    this.events.emit("team", team);
+  }
+
+  /** Records a recall (the message is already marked); delivery and the copy listen to this. */
+  recordRecall(recall: EmulatorRecall): void {
+    this.recalls.push(recall);
+    this.events.emit("recall", recall);
+  }
+
+  onRecall(listener: (recall: EmulatorRecall) => void): () => void {
+    this.events.on("recall", listener);
+    return () => this.events.off("recall", listener);
   }
 
   allocateMessageId(): string {
@@ -426,7 +537,15 @@ export class NimEmulatorState {
     );
   }
 
-  /** Stored messages of a person-to-person conversation, both directions, oldest first. */
+  /** Stored, unrecalled messages of a team, oldest first. */
+  teamHistory(tid: string, limit: number): EmulatorMessage[] {
+    const messages = this.messages.filter(
+      (message) => isStoredMessage(message) && message.ope === 1 && message.to === tid && !message.recalled,
+    );
+    return limit > 0 ? messages.slice(-limit) : [];
+  }
+
+  /** Stored, unrecalled messages of a person-to-person conversation, both directions, oldest first. */
   conversationHistory(accid: string, peer: string, limit: number): EmulatorMessage[] {
     const self = accid.toLowerCase();
     const other = peer.toLowerCase();
@@ -434,6 +553,7 @@ export class NimEmulatorState {
       (message) =>
         isStoredMessage(message) &&
         message.ope === 0 &&
+        !message.recalled &&
         ((message.from === self && message.to === other) || (message.from === other && message.to === self)),
     );
     return limit > 0 ? messages.slice(-limit) : [];
@@ -458,8 +578,8 @@ export class NimEmulatorState {
   }
 
   /**
-   * Forgets accounts, messages, requests, callback records, streams (stopping their timers),
-   * offline queues, queued faults and rate-limit buckets; settings stay.
+   * Forgets accounts, messages, requests, callback records, streams (stopping their timers), teams,
+   * recalls, offline queues, queued faults and rate-limit buckets; settings stay.
    */
   reset(): void {
     this.accounts.clear();
@@ -469,6 +589,9 @@ export class NimEmulatorState {
     this.callbacks.length = 0;
     for (const stream of this.streams.values()) clearTimeout(stream.timer);
     this.streams.clear();
+    this.teams.clear();
+    this.recalls.length = 0;
+    this.nextTeamId = this.firstTeamId;
     this.undelivered.clear();
     this.faults.length = 0;
     this.seenNonces.clear();

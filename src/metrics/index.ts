@@ -43,8 +43,15 @@ export interface Metrics {
   render(): Promise<string>;
 }
 
-const REPLY_STATUSES = new Set(["ok", "error", "blocked", "limited", "failed"]);
-const CALLBACK_OUTCOMES = new Set<string>(["accepted", "duplicate", "ignored", "validation", "rejected"]);
+const REPLY_STATUSES = new Set(["ok", "error", "blocked", "limited", "stopped", "skipped", "failed"]);
+const CALLBACK_OUTCOMES = new Set<string>([
+  "accepted",
+  "duplicate",
+  "ignored",
+  "validation",
+  "rejected",
+  "unavailable",
+]);
 /** Distinct values one free-form label may take before further ones are counted as "other". */
 const MAX_LABEL_VALUES = 50;
 const LABEL_VALUE = /^[A-Za-z0-9_.:-]{1,40}$/;
@@ -89,8 +96,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const replies = new Counter({
     name: "im_bridge_replies_total",
-    help: "Finished replies by final status (ok, error, blocked, limited, failed = could not be delivered)",
-    labelNames: ["status"] as const,
+    help: "Finished replies by final status (ok, error, blocked, limited, stopped, skipped, failed = could not be delivered) and bot",
+    labelNames: ["status", "bot"] as const,
     registers,
   });
   const firstSegmentSeconds = new Histogram({
@@ -205,8 +212,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     generatorError(kind) {
       generatorErrors.inc({ kind: generatorKind(kind) });
     },
-    finished(replyTo, status) {
-      replies.inc({ status: REPLY_STATUSES.has(status) ? status : "other" });
+    finished(replyTo, status, bot) {
+      replies.inc({ status: REPLY_STATUSES.has(status) ? status : "other", bot: bot ?? "" });
       const reply = tracked.get(replyTo);
       if (reply) replyDurationSeconds.observe(secondsSince(reply.startedAt));
       tracked.delete(replyTo);

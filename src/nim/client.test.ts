@@ -161,6 +161,40 @@ describe("methods against the emulator", () => {
     expect(message?.pushcontent).toBe("push");
   });
 
+  it("sendMessage sends a team message with the asker's forced push and ext", async () => {
+    await accounts("bot", "u_alice");
+    const team = emulator.state.createTeam({ name: "room", owner: "u_alice", members: ["bot"] });
+    const ext = '{"yxAitMsg":{"u_alice":{"text":"@Alice ","segments":[{"start":0,"end":5,"broken":false}]}}}';
+    await client().sendMessage({
+      from: "bot",
+      ope: 1,
+      to: team.tid,
+      type: 0,
+      body: { msg: "答案" },
+      forcepushlist: '["u_alice"]',
+      forcepushcontent: "顾问 回复了你",
+      ext,
+    });
+    expect(emulator.state.messages[0]).toMatchObject({
+      ope: 1,
+      to: team.tid,
+      ext,
+      forcePushList: ["u_alice"],
+      forcePushContent: "顾问 回复了你",
+    });
+  });
+
+  it("sendMessage into a team the bot is not in fails with NIM's 804, not retried", async () => {
+    await accounts("bot", "u_alice");
+    const team = emulator.state.createTeam({ name: "room", owner: "u_alice", members: [] });
+    const error = await caught(
+      client().sendMessage({ from: "bot", ope: 1, to: team.tid, type: 0, body: { msg: "x" } }),
+    );
+    expect(error.code).toBe(804);
+    expect(error.retryable).toBe(false);
+    expect(fetchCalls).toHaveLength(1);
+  });
+
   it("sendMessage passes a string body through unchanged", async () => {
     await accounts("bot", "user1");
     await client().sendMessage({ from: "bot", to: "user1", type: 0, body: '{"msg":"hello"}' });

@@ -281,6 +281,8 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
           pushcontent: request.pushcontent,
           payload: request.payload,
           ext: request.ext,
+          forcepushlist: request.forcepushlist,
+          forcepushcontent: request.forcepushcontent,
         },
         deadlineFor(callOptions),
         callOptions,
@@ -397,7 +399,8 @@ function validateMessage(request: NimSendMessageRequest, body: string): string |
     tooLong("body", body, NIM_BODY_LIMIT) ??
     tooLong("pushcontent", request.pushcontent, NIM_PUSHCONTENT_LIMIT) ??
     tooLong("ext", request.ext, NIM_EXT_LIMIT) ??
-    tooLong("payload", request.payload, NIM_PAYLOAD_LIMIT)
+    tooLong("payload", request.payload, NIM_PAYLOAD_LIMIT) ??
+    tooLong("forcepushcontent", request.forcepushcontent, NIM_PUSHCONTENT_LIMIT)
   );
 }
 

@@ -29,8 +29,12 @@ export interface NimSendMessageRequest {
   pushcontent?: string;
   payload?: string;
   ext?: string;
-  /** Team messages: accids (a JSON array string, at most 100) that get a push even when muted. */
+  /**
+   * Team @s (nim-protocol §10.3): a JSON array of the accids pushed even when they muted the team,
+   * e.g. '["u_alice"]' (NIM: at most 100, else 811). src/teams `replyMentionFields` builds it.
+   */
   forcepushlist?: string;
+  /** The push text of those forced pushes. */
   forcepushcontent?: string;
 }
 

@@ -12,9 +12,9 @@ import type { Logger } from "pino";
 import type { RateLimit } from "../limits/types.ts";
 import type { Moderator } from "../moderation/types.ts";
 import type { InboxMessage, Repositories } from "../storage/repositories.ts";
+import { isResetCommand, isStopCommand } from "../turns/commands.ts";
 import type { TokenBudget } from "../usage/types.ts";
 import type { Clock } from "./clock.ts";
-import { isResetCommand, isStopCommand } from "./commands.ts";
 import { blockedText, limitedTextWithRetryAfter, nothingToStopText, resetConfirmationText } from "./messages.ts";
 import type { ReplyPlan } from "./plan.ts";
 
@@ -22,8 +22,8 @@ export interface AdmissionOptions {
   repositories: Repositories;
   clock: Clock;
   logger: Pick<Logger, "warn">;
-  /** Per-user reply limits (per minute and per day); a refused message gets status `limited`. */
-  replyLimits?: RateLimit;
+  /** Per-user reply limits (per minute and per day) of a bot; a refused message gets status `limited`. */
+  replyLimits?: RateLimit | ((botAccid: string) => RateLimit | undefined);
   moderator?: Moderator;
   /** Treat NIM's own antispam flag on the inbound copy as blocked input. */
   respectNimAntispam?: boolean;
@@ -89,8 +89,10 @@ export function createAdmission(options: AdmissionOptions): (message: InboxMessa
       await audit("reply.blocked", message.msgid_server, { stage: "input", reason: "nim-antispam" });
       return { action: "say", status: "blocked", text: blockedText };
     }
-    if (options.replyLimits) {
-      const decision = await options.replyLimits.consume(message.from_accid);
+    const limits =
+      typeof options.replyLimits === "function" ? options.replyLimits(message.bot_accid) : options.replyLimits;
+    if (limits) {
+      const decision = await limits.consume(message.from_accid);
       if (!decision.allowed) {
         await audit("reply.limited", message.msgid_server, { retryAfterMs: decision.retryAfterMs });
         return {

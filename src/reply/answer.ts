@@ -28,6 +28,8 @@ import type { ReplyWriter } from "./writer.ts";
 const HOLDBACK_CLUSTERS = 50;
 /** Encoded room the held-back clusters may need in a segment body (escapes, emoji sequences). */
 const HOLDBACK_BUDGET = 600;
+/** How often a quiet reply checks whether its transport needs a keep-alive. */
+const KEEP_ALIVE_CHECK_MS = 5_000;
 
 export type AnswerResult =
   /** The answer ended (well or not); send the final with this status. */
@@ -86,6 +88,22 @@ export async function produceAnswer(options: AnswerOptions): Promise<AnswerResul
   });
   // A cancelled reply sends nothing more from the segmenter (a stop keeps only what was sent).
   const onAbort = () => segmenter.abort();
+  // While the generator is quiet, a transport with a gap rule gets its keep-alives (checked every
+  // few seconds; the writer decides whether one is due and serializes it with the segments).
+  let keepAliveHandle: unknown;
+  const checkKeepAlive = () => {
+    keepAliveHandle = clock.setTimeout(() => {
+      writer
+        .keepAliveIfDue()
+        .catch((error: unknown) =>
+          options.logger.warn({ err: error, msgidServer: options.replyTo }, "keep-alive failed"),
+        )
+        .finally(() => {
+          if (!options.signal.aborted && keepAliveHandle !== undefined) checkKeepAlive();
+        });
+    }, KEEP_ALIVE_CHECK_MS);
+  };
+  checkKeepAlive();
   options.signal.addEventListener("abort", onAbort, { once: true });
 
   const resume = createResumeFilter(writer.text);
@@ -119,6 +137,8 @@ export async function produceAnswer(options: AnswerOptions): Promise<AnswerResul
     if (!options.signal.aborted) throw error;
   } finally {
     options.signal.removeEventListener("abort", onAbort);
+    clock.clearTimeout(keepAliveHandle);
+    keepAliveHandle = undefined;
   }
   const cancelled = cancelReasonOf(options.signal);
   if (cancelled && INTERRUPTING.has(cancelled)) return { kind: "interrupted", reason: cancelled };

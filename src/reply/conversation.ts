@@ -27,3 +27,18 @@ export function conversationIdFor(input: ConversationInput): string {
   if (input.teamSession === "team") return `team:${bot}:${input.to}`;
   return `team:${bot}:${input.to}:${input.senderAccid.toLowerCase()}`;
 }
+
+/**
+ * The inbox key of a message for a bot. P2P keeps NIM's msgidServer (one bot per P2P message); a
+ * team message may wake several bots, so each gets `msgidServer#bot`. NIM's ids are digits, so
+ * '#' never occurs in one.
+ */
+export function inboxKeyFor(msgidServer: string, botAccid: string, scope: "p2p" | "team"): string {
+  return scope === "p2p" ? msgidServer : `${msgidServer}#${botAccid.toLowerCase()}`;
+}
+
+/** NIM's msgidServer of an inbox key (what `reply_to` carries to clients). */
+export function messageIdOfInboxKey(key: string): string {
+  const cut = key.indexOf("#");
+  return cut === -1 ? key : key.slice(0, cut);
+}

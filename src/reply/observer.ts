@@ -18,9 +18,10 @@ export interface ReplyObserver {
   generatorError?(kind: string): void;
   /**
    * The reply ended: ok, error, blocked, limited, stopped, skipped, or failed (could not be
-   * delivered). `conversationId` names its conversation (the console's live view).
+   * delivered). `bot` is the answering bot; `conversationId` names its conversation (the operator
+   * console's live view).
    */
-  finished?(replyTo: string, status: string, conversationId?: string): void;
+  finished?(replyTo: string, status: string, bot?: string, conversationId?: string): void;
   /**
    * NIM accepted a message of the reply that added `text` to it (a segment, or a say/apology
    * delta): the operator console shows replies live from this. Called after the outbox row is

@@ -9,8 +9,11 @@
 import type { ReplyStatus } from "./transport/types.ts";
 
 export type ReplyPlan =
-  /** Ask the generator and stream its answer. */
-  | { action: "answer" }
+  /**
+   * Ask the generator and stream its answer. With REPLY_DEBOUNCE_MS a burst of messages is one
+   * turn: `text` is their texts joined, `merged` the later messages it answers too.
+   */
+  | { action: "answer"; text?: string; merged?: string[] }
   /** Send this text as the whole reply with this status (refusals, notes, limits). */
   | { action: "say"; status: ReplyStatus; text: string }
   /** Clear the conversation's context, then confirm with this text. */

@@ -14,6 +14,7 @@ import { type Database, openDatabase } from "../storage/database.ts";
 import { createRepositories, type Repositories } from "../storage/repositories.ts";
 import { systemClock } from "./clock.ts";
 import { REGENERATED_MARKER } from "./generation.ts";
+import { ManualClock, settlePromises } from "./manual-clock.ts";
 import { apologyText, blockedText, resetConfirmationText } from "./messages.ts";
 import type { ReplyObserver } from "./observer.ts";
 import { createReplyProcessor, type ReplyProcessorOptions } from "./processor.ts";
@@ -346,5 +347,102 @@ describe("reply processor", () => {
     expect(transport.text("m1")).not.toContain("forbidden");
     expect(errors).toEqual([]);
     expect(await repositories.audit.list({ event: "reply.blocked" })).toHaveLength(1);
+  });
+});
+
+describe("reply processor with REPLY_DEBOUNCE_MS", () => {
+  it("answers a burst of short messages as one turn, and not the merged ones again", async () => {
+    const database = await openDatabase("sqlite::memory:");
+    const repositories = createRepositories(database);
+    const transport = new RecordingTransport();
+    const generator = new ScriptedGenerator(["One answer."]);
+    const clock = new ManualClock(1_000);
+    const accept = (msgidServer: string, text: string, at: number) =>
+      repositories.inbox.accept({ msgidServer, fromAccid: "u_b", toAccid: BOT, text, msgTimestamp: at, now: at });
+    await accept("b1", "hi", 1_000);
+    await accept("b2", "I have a question", 1_100);
+    const reply = createReplyProcessor({
+      repositories,
+      transport,
+      bot: () => ({ accid: BOT, systemPrompt: "", generator }),
+      pacingMs: 0,
+      idleTimeoutMs: 10_000,
+      totalTimeoutMs: 20_000,
+      historyTurns: 20,
+      historyCharacters: 8_000,
+      maxAttempts: 5,
+      clock,
+      logger,
+      workerId: "w",
+      leaseMs: 30_000,
+      enqueue: async () => {},
+      debounceMs: 500,
+    });
+    const running = reply.process({ msgidServer: "b1" });
+    await settlePromises();
+    clock.advance(300); // 1 300: inside the window of b2
+    await accept("b3", "about my order", 1_300);
+    await settlePromises();
+    clock.advance(400); // 1 700: b3's window still open
+    await settlePromises();
+    expect(generator.requests).toHaveLength(0);
+    await accept("b4", "/reset", 1_750); // a command ends the burst and stays on its own
+    clock.advance(200); // 1 900: past 1 300 + 500
+    await running;
+    expect(generator.requests).toHaveLength(1);
+    expect(generator.requests[0]?.message).toBe("hi\nI have a question\nabout my order");
+    expect(transport.text("b1")).toBe("One answer.");
+    for (const merged of ["b2", "b3"]) {
+      expect(await repositories.inbox.get(merged)).toMatchObject({ status: "done" });
+      expect(transport.finals(merged)).toHaveLength(0);
+    }
+    expect(await repositories.inbox.get("b4")).toMatchObject({ status: "accepted" });
+    await database.close();
+  });
+});
+
+describe("reply processor, recall of a reply resumed after a crash", () => {
+  it("ends it with status stopped instead of answering on", async () => {
+    const database = await openDatabase("sqlite::memory:");
+    const repositories = createRepositories(database);
+    const transport = new RecordingTransport();
+    const generator = new ScriptedGenerator(["Part one. ", "Part two."]);
+    await repositories.inbox.accept({
+      msgidServer: "r1",
+      fromAccid: "u_r",
+      toAccid: BOT,
+      text: "q",
+      msgTimestamp: 1,
+      now: 1,
+    });
+    const options = {
+      repositories,
+      transport,
+      bot: () => ({ accid: BOT, systemPrompt: "", generator }),
+      pacingMs: 0,
+      idleTimeoutMs: 10_000,
+      totalTimeoutMs: 20_000,
+      historyTurns: 20,
+      historyCharacters: 8_000,
+      maxAttempts: 5,
+      clock: systemClock,
+      logger,
+      leaseMs: 30_000,
+      enqueue: async () => {},
+    };
+    transport.fault = (message, count) => {
+      if (message.kind === "segment" && count === 2) throw new SimulatedCrash("died");
+    };
+    await expect(createReplyProcessor({ ...options, workerId: "a" }).process({ msgidServer: "r1" })).rejects.toThrow(
+      SimulatedCrash,
+    );
+    transport.fault = undefined;
+    await repositories.inbox.markRecalled("r1", 2);
+    const row = await repositories.inbox.get("r1");
+    await repositories.inbox.renewLease("r1", row?.lease_owner ?? "", -1_000);
+    await createReplyProcessor({ ...options, workerId: "b" }).process({ msgidServer: "r1" });
+    expect(generator.requests).toHaveLength(1);
+    expect(transport.status("r1")).toBe("stopped");
+    await database.close();
   });
 });

@@ -20,10 +20,12 @@ import type { ReplyJob } from "../queue/types.ts";
 import type { InboxMessage, Reply, Repositories } from "../storage/repositories.ts";
 import { estimatePromptTokens, estimateTokens } from "../usage/estimate.ts";
 import type { UsageRecorder } from "../usage/types.ts";
-import { type AdmissionOptions, createAdmission } from "./admission.ts";
+import { type AdmissionOptions, createAdmission, parsePayload } from "./admission.ts";
 import { produceAnswer } from "./answer.ts";
 import { abort, type CancelReason, cancelReasonOf, ReplyCancellations } from "./cancellation.ts";
 import type { Clock } from "./clock.ts";
+import { messageIdOfInboxKey } from "./conversation.ts";
+import { gatherBurst, isMergeable } from "./debounce.ts";
 import { startLeaseKeeper } from "./lease-keeper.ts";
 import { apologyText } from "./messages.ts";
 import type { ReplyObserver } from "./observer.ts";
@@ -69,6 +71,8 @@ export interface ReplyProcessorOptions {
   usage?: UsageRecorder;
   /** Schedules the next message of a conversation once a reply completes. */
   enqueue: (job: ReplyJob) => Promise<void>;
+  /** REPLY_DEBOUNCE_MS: merge a burst of one conversation's messages into one turn (0 = off). */
+  debounceMs?: number;
 }
 
 export interface ReplyProcessor {
@@ -163,7 +167,8 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     if (existing?.plan) plan = parsePlan(existing.plan);
     else if (existing && existing.next_seq > 0)
       plan = { action: "answer" }; // first-version row
-    else plan = await decide(inbox);
+    else plan = await decideWithBurst(inbox, controller.signal);
+    if (controller.signal.aborted) throw new LeaseLostError("cancelled while waiting for a burst to end");
     const reply = await repositories.replies.getOrCreate(
       {
         replyTo: inbox.msgid_server,
@@ -176,6 +181,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     );
     // Another attempt may have committed its plan first: the stored one is the plan.
     plan = parsePlan(reply.plan);
+    if (plan.action === "answer" && plan.merged?.length) await markMerged(inbox, plan.merged);
     const address = addressOf(inbox, reply);
     const writer = new ReplyWriter({
       address,
@@ -205,6 +211,10 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       await complete(inbox, writer, (reply.final_status as ReplyStatus | null) ?? "ok", true, plan.action === "answer");
       return true;
     }
+    if (inbox.recalled === 1 && plan.action === "answer" && writer.nextSeq > 0) {
+      // Recalled while a crashed attempt had started answering: end it as a stop would.
+      return finishWith("stopped", true);
+    }
     if (inbox.attempts > options.maxAttempts) {
       // A poison message (it crashed or failed every attempt): say so once instead of looping.
       await repositories.audit.record("reply.gave_up", inbox.msgid_server, { attempts: inbox.attempts }, clock.now());
@@ -223,12 +233,13 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         if (writer.nextSeq === 0) await writer.writeSegment(plan.text);
         return finishWith("ok", false);
       case "answer":
-        return answer(inbox, writer, address, controller, finishWith);
+        return answer(inbox, plan, writer, address, controller, finishWith);
     }
   }
 
   async function answer(
     inbox: InboxMessage,
+    plan: Extract<ReplyPlan, { action: "answer" }>,
     writer: ReplyWriter,
     address: ReplyAddress,
     controller: AbortController,
@@ -247,7 +258,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
           conversationId,
           userAccid: inbox.from_accid,
           role: "user",
-          content: inbox.text,
+          content: plan.text ?? inbox.text,
           replyTo: inbox.msgid_server,
         },
         clock.now(),
@@ -268,7 +279,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       request: {
         userId: account?.site_user_id,
         accid: inbox.from_accid,
-        message: inbox.text,
+        message: plan.text ?? inbox.text,
         history,
         systemPrompt: bot.systemPrompt,
         reportUsage: (usage) => {
@@ -304,7 +315,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
           userAccid: inbox.from_accid,
           promptTokens:
             reported?.promptTokens ??
-            estimatePromptTokens([bot.systemPrompt, ...history.map((turn) => turn.content), inbox.text]),
+            estimatePromptTokens([bot.systemPrompt, ...history.map((turn) => turn.content), plan.text ?? inbox.text]),
           completionTokens: reported?.completionTokens ?? estimateTokens(writer.text.slice(textBefore.length)),
           estimated: reported === undefined,
           at: clock.now(),
@@ -363,8 +374,28 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     observer?.finished?.(
       inbox.msgid_server,
       skipped ? "skipped" : delivered ? status : "failed",
+      inbox.bot_accid,
       inbox.conversation_id,
     );
+  }
+
+  /** Admission, after waiting out a burst when REPLY_DEBOUNCE_MS is set; the burst is judged as one text. */
+  async function decideWithBurst(inbox: InboxMessage, signal: AbortSignal): Promise<ReplyPlan> {
+    if (!options.debounceMs || !isMergeable(inbox)) return decide(inbox);
+    const burst = await gatherBurst(inbox, { repositories, clock, debounceMs: options.debounceMs, signal });
+    if (burst.merged.length === 0) return decide(inbox);
+    const plan = await decide({ ...inbox, text: burst.text });
+    return plan.action === "answer" ? { action: "answer", text: burst.text, merged: burst.merged } : plan;
+  }
+
+  /** The later messages of a burst are answered by this reply: they are done (idempotent on resume). */
+  async function markMerged(inbox: InboxMessage, merged: string[]): Promise<void> {
+    for (const msgidServer of merged) {
+      const row = await repositories.inbox.get(msgidServer);
+      if (!row || row.status === "done" || row.status === "failed") continue;
+      await repositories.inbox.finish(msgidServer, "done", clock.now());
+      await repositories.audit.record("reply.merged", msgidServer, { into: inbox.msgid_server }, clock.now());
+    }
   }
 
   async function scheduleNext(conversationId: string): Promise<void> {
@@ -382,12 +413,15 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
 
 function addressOf(inbox: InboxMessage, reply: Reply): ReplyAddress {
   const team = inbox.scope === "team" && inbox.team_id;
+  const nick = parsePayload<{ fromNick: string }>(inbox.payload).fromNick;
   return {
     botAccid: inbox.bot_accid || inbox.to_accid,
     scope: team ? "team" : "p2p",
     to: team ? (inbox.team_id as string) : inbox.from_accid,
     askerAccid: inbox.from_accid,
-    replyTo: inbox.msgid_server,
+    ...(typeof nick === "string" ? { askerNick: nick } : {}),
+    // A team message that woke several bots is keyed msgidServer#bot; clients see NIM's id.
+    replyTo: messageIdOfInboxKey(inbox.msgid_server),
     ...(inbox.msgid_client ? { replyToClientId: inbox.msgid_client } : {}),
     replyToTimestamp: inbox.msg_timestamp,
     streamId: reply.stream_id,

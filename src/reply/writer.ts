@@ -46,12 +46,17 @@ export class ReplyWriter {
   /** True once NIM accepted any message of this reply in this run. */
   sentAny = false;
   private previous: OutboundMessage | undefined;
+  /** When NIM last accepted a message of this reply (the writer's clock). */
+  private lastSentAt: number;
+  /** Writes run one at a time (segments, keep-alives, the final): each takes the next seqs. */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly state: TransportState;
   private stateValues: Record<string, string>;
 
   constructor(private readonly options: ReplyWriterOptions) {
     this.text = options.reply.text;
     this.nextSeq = options.reply.next_seq;
+    this.lastSentAt = options.clock.now();
     this.stateValues = options.reply.transport_state
       ? (JSON.parse(options.reply.transport_state) as Record<string, string>)
       : {};
@@ -89,15 +94,48 @@ export class ReplyWriter {
         done: row.done === 1,
         body: row.body,
         ...(row.options ? { options: row.options } : {}),
+        ...(row.kind === "final" && this.options.reply.final_status
+          ? { status: this.options.reply.final_status as ReplyStatus }
+          : {}),
       };
       this.previous = message;
       if (row.state === "pending") await this.deliver(message);
     }
   }
 
+  /** Runs `work` after every write queued before it. */
+  private serialize<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   /** Commits and delivers one delta. */
-  async writeSegment(delta: string): Promise<void> {
-    if (delta === "") return;
+  writeSegment(delta: string): Promise<void> {
+    if (delta === "") return Promise.resolve();
+    return this.serialize(() => this.writeSegmentNow(delta));
+  }
+
+  /**
+   * Sends the transport's keep-alive when one is due (a native stream message must see a chunk at
+   * least every 30 s while the generator is quiet); a no-op for transports without one.
+   */
+  keepAliveIfDue(): Promise<void> {
+    const { transport, address, clock } = this.options;
+    if (!transport.encodeKeepAlive || !transport.keepAliveDue) return Promise.resolve();
+    return this.serialize(async () => {
+      if (!transport.keepAliveDue?.(this.previous, this.lastSentAt, clock.now())) return;
+      const message = transport.encodeKeepAlive?.(address, {
+        seq: this.nextSeq,
+        ...(this.previous ? { previous: this.previous } : {}),
+      });
+      if (!message) return;
+      await this.commit([message]);
+      await this.deliver(message);
+    });
+  }
+
+  private async writeSegmentNow(delta: string): Promise<void> {
     const messages = this.options.transport.encodeSegment(this.options.address, {
       seq: this.nextSeq,
       delta,
@@ -109,7 +147,11 @@ export class ReplyWriter {
   }
 
   /** Commits every final part in one transaction, then delivers them; false when one could not go. */
-  async writeFinal(status: ReplyStatus): Promise<boolean> {
+  writeFinal(status: ReplyStatus): Promise<boolean> {
+    return this.serialize(() => this.writeFinalNow(status));
+  }
+
+  private async writeFinalNow(status: ReplyStatus): Promise<boolean> {
     const messages = this.options.transport.encodeFinal(this.options.address, {
       firstSeq: this.nextSeq,
       text: this.text,
@@ -162,6 +204,7 @@ export class ReplyWriter {
         committedText: this.text,
       });
       await repositories.replies.markSent(address.streamId, message.seq, result.nimMessageId ?? null, clock.now());
+      this.lastSentAt = clock.now();
       if (!this.sentAny) {
         this.sentAny = true;
         observer?.firstSegment?.(address.replyTo);

@@ -10,6 +10,7 @@ import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
 import pg from "pg";
 import { type Dialect, migrateToLatest } from "./migrations.ts";
 import type { DatabaseSchema } from "./schema.ts";
+import { type PreparingDatabase, withStatementCache } from "./statement-cache.ts";
 
 // pg returns bigint (int8) and count() as strings; every bigint here is an epoch-ms timestamp or a counter.
 pg.types.setTypeParser(20, (value) => Number(value));
@@ -38,7 +39,9 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
-    const kysely = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const kysely = new Kysely<DatabaseSchema>({
+      dialect: new SqliteDialect({ database: withStatementCache(sqlite as unknown as PreparingDatabase) }),
+    });
     await migrateToLatest(kysely as Kysely<unknown>, "sqlite");
     return { kysely, dialect: "sqlite", close: () => kysely.destroy() };
   }

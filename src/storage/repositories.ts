@@ -276,14 +276,40 @@ export class InboxRepository {
       .executeTakeFirst();
   }
 
-  /** Marks a message recalled; returns the row (undefined when it is not ours). */
-  async markRecalled(msgidServer: string, now: number): Promise<InboxMessage | undefined> {
-    await this.database.kysely
-      .updateTable("inbox")
-      .set({ recalled: 1, updated_at: now })
-      .where("msgid_server", "=", msgidServer)
+  /** Accepted messages of a conversation after this one (NIM's order), for merging a burst. */
+  async acceptedAfter(message: Pick<InboxMessage, "conversation_id" | "msg_timestamp" | "msgid_server">) {
+    return this.database.kysely
+      .selectFrom("inbox")
+      .selectAll()
+      .where("conversation_id", "=", message.conversation_id)
+      .where("status", "=", "accepted")
+      .where((expression) =>
+        expression.or([
+          expression("msg_timestamp", ">", message.msg_timestamp),
+          expression.and([
+            expression("msg_timestamp", "=", message.msg_timestamp),
+            expression("msgid_server", ">", message.msgid_server),
+          ]),
+        ]),
+      )
+      .orderBy("msg_timestamp")
+      .orderBy("msgid_server")
+      .limit(100)
       .execute();
-    return this.get(msgidServer);
+  }
+
+  /**
+   * Marks NIM's message recalled: its row, or the rows of every bot a team message woke
+   * (`msgidServer#bot`). Returns the rows (none when the bridge never took that message).
+   */
+  async markRecalled(msgidServer: string, now: number): Promise<InboxMessage[]> {
+    const ofMessage = (expression: ExpressionBuilder<DatabaseSchema, "inbox">) =>
+      expression.or([
+        expression("msgid_server", "=", msgidServer),
+        expression("msgid_server", "like", `${msgidServer}#%`),
+      ]);
+    await this.database.kysely.updateTable("inbox").set({ recalled: 1, updated_at: now }).where(ofMessage).execute();
+    return this.database.kysely.selectFrom("inbox").selectAll().where(ofMessage).execute();
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -3,8 +3,10 @@
  * control, bounded rejection audit), for route-level tests that do not need the whole bridge.
  */
 import type { FastifyPluginAsync } from "fastify";
-import { createIntake, createP2pTextRouter } from "../callback/intake.ts";
+import { BotRegistry } from "../bots/index.ts";
+import { createIntake } from "../callback/intake.ts";
 import { type CallbackRouteOptions, callbackRoute } from "../callback/route.ts";
+import { createMessageRouter } from "../callback/router.ts";
 import { createLogger } from "../http/logger.ts";
 import type { ReplyQueue } from "../queue/types.ts";
 import type { Clock } from "../reply/clock.ts";
@@ -34,10 +36,25 @@ export function testCallbackRoute(options: TestCallbackRouteOptions): FastifyPlu
       queue: options.queue,
       clock: options.clock,
       logger,
-      router: createP2pTextRouter(
-        (accid) => accid === bot,
-        () => options.clock.now(),
-      ),
+      router: createMessageRouter({
+        bots: new BotRegistry([
+          {
+            accid: bot,
+            name: bot,
+            systemPrompt: "",
+            generator: {
+              kind: "demo",
+              openaiBaseUrl: undefined,
+              openaiApiKey: undefined,
+              openaiModel: "",
+              httpUrl: undefined,
+            },
+            limits: { replyPerMinute: 0, replyPerDay: 0 },
+          },
+        ]),
+        teamSession: "user",
+        now: () => options.clock.now(),
+      }),
       turnControl: options.turnControl ?? createLocalTurnControl(undefined),
     }),
     rejections: createBoundedAudit({

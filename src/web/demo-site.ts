@@ -11,8 +11,12 @@
  * Routes:
  * - `GET /` the page (web/index.html) and `GET /<file>` every other file of web/ (flat);
  * - `GET /demo/client.js` src/client bundled for the browser (ES module);
- * - `GET /demo/config` what the page needs to connect: gateway URL, bot accid, generator kind;
- * - `POST /demo/login` `{"name": "…"}` → `{"token": "<HS256 JWT, sub = name, 1 h>"}`.
+ * - `GET /demo/config` what the page needs to connect: gateway URL, default bot accid, the bots
+ *   (accid and name), generator kind, whether there is a group room;
+ * - `POST /demo/login` `{"name": "…"}` → `{"token": "<HS256 JWT, sub = name, 1 h>"}`;
+ * - `POST /demo/room` with that JWT as `Authorization: Bearer …` → `{"tid", "name"}`: makes the
+ *   user (already registered through /im/register) a member of the demo group room, where the
+ *   bots are members too (see demo-room.ts).
  *
  * Nothing here knows the AppSecret, and nothing it answers contains it.
  *
@@ -23,9 +27,12 @@
 import { readdir, readFile } from "node:fs/promises";
 import { extname, join } from "node:path";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { SignJWT } from "jose";
+import { jwtVerify, SignJWT } from "jose";
+import type { BotSummary } from "../bots/types.ts";
 import type { GeneratorKind } from "../config/index.ts";
 import { HttpError } from "../http/errors.ts";
+import { accidForSiteUser } from "../register/accid.ts";
+import type { DemoRoom, DemoRoomInfo } from "./demo-room.ts";
 
 export interface DemoSiteOptions {
   /** The folder with index.html, app.js, styles.css. Files are read on each request (edit and reload). */
@@ -40,6 +47,10 @@ export interface DemoSiteOptions {
   /** Lifetime of a demo JWT, seconds. Default 3600. */
   tokenLifetimeSeconds?: number;
   botAccid: string;
+  /** Every bot, for the page's bot picker and @ list; default: the one `botAccid`. */
+  bots?: BotSummary[];
+  /** The group room; without it the page offers no room and `POST /demo/room` answers 404. */
+  room?: DemoRoom;
   generator: GeneratorKind;
   /** The emulator's WebSocket gateway as the browser must reach it (may depend on the Host it used). */
   gatewayUrl: (request: FastifyRequest) => string;
@@ -79,7 +90,9 @@ export function demoSiteRoutes(options: DemoSiteOptions): FastifyPluginAsync {
   const secret = new TextEncoder().encode(options.jwtSecret);
   const lifetime = options.tokenLifetimeSeconds ?? 3600;
 
-  return async (app) => {
+  return plugin;
+
+  async function plugin(app: Parameters<FastifyPluginAsync>[0]) {
     const files = (await readdir(options.webDirectory, { withFileTypes: true }))
       .filter((entry) => entry.isFile() && CONTENT_TYPES[extname(entry.name)] !== undefined)
       .map((entry) => entry.name);
@@ -110,13 +123,36 @@ export function demoSiteRoutes(options: DemoSiteOptions): FastifyPluginAsync {
         .send(options.clientBundle),
     );
 
+    const bots = options.bots ?? [{ accid: options.botAccid, name: options.botAccid }];
     app.get("/demo/config", (request, reply) =>
       reply.header("cache-control", "no-store").send({
         gatewayUrl: options.gatewayUrl(request),
         bot: options.botAccid,
+        bots,
         generator: options.generator,
+        room: options.room !== undefined,
       }),
     );
+
+    app.post("/demo/room", async (request, reply) => {
+      const room = options.room;
+      if (!room) throw new HttpError(404, "not_found", "this demo has no group room");
+      const siteUserId = await demoUserOf(request);
+      let accid: string;
+      try {
+        accid = accidForSiteUser(siteUserId);
+      } catch {
+        throw new HttpError(400, "bad_request", "the token's subject is not a usable user id");
+      }
+      let joined: DemoRoomInfo;
+      try {
+        joined = await room.join(accid);
+      } catch (error) {
+        request.log.warn({ err: error }, "demo room: joining failed");
+        throw new HttpError(502, "room_unavailable", "the group room could not be joined; register first, then retry");
+      }
+      return reply.header("cache-control", "no-store").send(joined);
+    });
 
     app.post("/demo/login", async (request, reply) => {
       const name = parseName(request.body);
@@ -132,7 +168,25 @@ export function demoSiteRoutes(options: DemoSiteOptions): FastifyPluginAsync {
         .header("cache-control", "no-store")
         .send({ token, token_type: "Bearer", expires_in: lifetime, user_id: name });
     });
-  };
+  }
+
+  /** The demo JWT's subject (the site user id), or 401. */
+  async function demoUserOf(request: FastifyRequest): Promise<string> {
+    const header = request.headers.authorization;
+    const token = typeof header === "string" && /^Bearer \S+$/i.test(header) ? header.slice(7).trim() : undefined;
+    if (!token) throw new HttpError(401, "unauthorized", "Authorization: Bearer <token from /demo/login> is required");
+    try {
+      const { payload } = await jwtVerify(token, secret, {
+        algorithms: ["HS256"],
+        ...(options.jwtIssuer !== undefined && { issuer: options.jwtIssuer }),
+        ...(options.jwtAudience !== undefined && { audience: options.jwtAudience }),
+      });
+      if (typeof payload.sub !== "string" || payload.sub === "") throw new Error("no subject");
+      return payload.sub;
+    } catch {
+      throw new HttpError(401, "unauthorized", "the token is invalid or expired; log in again");
+    }
+  }
 }
 
 /** `{"name": "…"}`: 1–64 characters after trimming, no control characters, well-formed Unicode. */

@@ -95,6 +95,7 @@ export function createCustomTransport(options: CustomTransportOptions): ReplyTra
           kind: "final" as const,
           delta: "",
           done: body.done,
+          status: input.status,
           body: JSON.stringify(body),
           options: JSON.stringify(delivery),
         };

@@ -24,6 +24,8 @@ export interface ReplyAddress {
   to: string;
   /** The user who asked (in a team, the one to mention). */
   askerAccid: string;
+  /** The asker's nickname from the message copy (hostile input: display only after cleaning). */
+  askerNick?: string;
   /** NIM msgidServer of the user message this reply answers. */
   replyTo: string;
   /** That message's client id and time, for native quoting (thread reply) where known. */
@@ -46,6 +48,8 @@ export interface OutboundMessage {
   body: string;
   /** Transport-specific delivery options (JSON), committed with the body for the same reason. */
   options?: string;
+  /** On final messages: how the reply ended (lets another transport re-encode it, see fallback.ts). */
+  status?: ReplyStatus;
 }
 
 /** A reply's small key/value state that must survive a restart (e.g. a stream message's server id). */
@@ -101,4 +105,14 @@ export interface ReplyTransport {
    * not be delivered within the retry policy; the pipeline then ends the reply.
    */
   deliver(address: ReplyAddress, message: OutboundMessage, context: DeliveryContext): Promise<DeliveryResult>;
+  /**
+   * Optional, for transports whose open message dies after a quiet gap (NIM ends a stream message
+   * after 30 s without a chunk): whether a keep-alive is due after `previous` was sent at `lastSentAt`…
+   */
+  keepAliveDue?(previous: OutboundMessage | undefined, lastSentAt: number, now: number): boolean;
+  /** …and the keep-alive message (no text) to commit and send then; undefined when none is needed. */
+  encodeKeepAlive?(
+    address: ReplyAddress,
+    input: { seq: number; previous?: OutboundMessage },
+  ): OutboundMessage | undefined;
 }
