@@ -44,6 +44,14 @@ describe("admission with the operator console", () => {
     expect(await decide(paused)).toEqual({ action: "skip", reason: "paused" });
     const history = await repositories.conversations.recent(paused.conversation_id, 10, 10_000);
     expect(history).toEqual([{ role: "user", content: "is anyone there?" }]);
+    // A burst (REPLY_DEBOUNCE_MS) is judged as one text, but only this message's own text is kept.
+    const first = await message("first of a burst");
+    expect(await decide({ ...first, text: "first of a burst\nsecond of a burst" })).toEqual({
+      action: "skip",
+      reason: "paused",
+    });
+    const burstHistory = await repositories.conversations.recent(first.conversation_id, 10, 10_000);
+    expect(burstHistory.at(-1)).toEqual({ role: "user", content: "first of a burst" });
   });
 
   it("answers with the pause note in note mode, and pauses even commands", async () => {

@@ -57,7 +57,10 @@ export function createAdmission(options: AdmissionOptions): (message: InboxMessa
     const pause = await options.paused?.(message);
     if (pause) {
       // The bot is silent, but the question stays in the conversation's history, so the model
-      // sees it (and the operator's answers) once the conversation is handed back.
+      // sees it (and the operator's answers) once the conversation is handed back. The stored text
+      // of this one message: with REPLY_DEBOUNCE_MS `message.text` may be a whole burst, whose
+      // other messages are decided (and kept) on their own.
+      const stored = await repositories.inbox.get(message.msgid_server);
       if (
         message.message_type === "text" &&
         !(await repositories.conversations.has(message.conversation_id, message.msgid_server, "user"))
@@ -67,7 +70,7 @@ export function createAdmission(options: AdmissionOptions): (message: InboxMessa
             conversationId: message.conversation_id,
             userAccid: message.from_accid,
             role: "user",
-            content: message.text,
+            content: stored?.text ?? message.text,
             replyTo: message.msgid_server,
           },
           clock.now(),
