@@ -5,8 +5,9 @@
  * through `overrides` without touching the pipeline.
  */
 import { randomUUID } from "node:crypto";
-import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import { Redis } from "ioredis";
+import { createOperatorConsole } from "./admin/index.ts";
 import { createBotGenerators, loadBots } from "./bots/index.ts";
 import { createIntake } from "./callback/intake.ts";
 import { callbackRoute } from "./callback/route.ts";
@@ -143,7 +144,29 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
           }));
   const metrics = createMetrics({ now: () => clock.now() });
   metrics.setQueueDepthSource(() => queue.depth());
-  const observer = combineObservers(metrics.replyObserver(), overrides.observer);
+  // ---- operator console (src/admin, src/usage): usage, budgets, pauses, live events, /admin ----
+  // (The callback's source guard moved up here: the console's login limit uses its client address.)
+  const sourceGuard = createSourceGuard({
+    allow: parseAddressList(config.security.callbackAllowedIps),
+    trustedProxies: parseAddressList(config.security.trustedProxies),
+  });
+  const clientAddress = (request: FastifyRequest) =>
+    sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]);
+  const operatorConsole = await createOperatorConsole({
+    settings: config.console,
+    database,
+    repositories,
+    nim,
+    clock,
+    logger,
+    redis,
+    redisKey,
+    clientAddress,
+    verifySiteJwt: createRegisterAuthenticator(config.auth).verifySiteJwt,
+    budgetFor: (accid) => registry.find(accid)?.dailyTokenBudget,
+  });
+  // ---- end of operator console ----
+  const observer = combineObservers(metrics.replyObserver(), operatorConsole.observer, overrides.observer);
   const moderator = createModerator({
     keywordFile: config.moderation.keywordFile,
     httpUrl: config.moderation.httpUrl,
@@ -257,6 +280,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         ...(sendBudget ? { sendBudget } : {}),
         respectNimAntispam: config.moderation.respectNimAntispam,
         enqueue: (job) => queue.enqueue(job),
+        ...operatorConsole.replyOptions,
       })
     : undefined;
   const worker = processor
@@ -302,10 +326,6 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   });
   const registerPerIp = optionalPerMinuteLimit(config.limits.registerPerIpPerMinute, redisKey("register-ip"), redis);
   const authenticator = createRegisterAuthenticator(config.auth);
-  const sourceGuard = createSourceGuard({
-    allow: parseAddressList(config.security.callbackAllowedIps),
-    trustedProxies: parseAddressList(config.security.trustedProxies),
-  });
   const rejections = createBoundedAudit({
     record: (event, detail) => repositories.audit.record(event, null, detail, clock.now()),
     perWindow: config.auditRejectedPerMinute,
@@ -337,7 +357,11 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     logger,
     bodyLimitBytes: config.http.bodyLimitBytes,
     requestTimeoutMs: config.http.requestTimeoutMs,
-    routes: [metricsRoute(metrics), ...(serveHttpRoutes ? httpRoutes() : []), ...(overrides.extraRoutes ?? [])],
+    routes: [
+      metricsRoute(metrics),
+      ...(serveHttpRoutes ? [...httpRoutes(), ...operatorConsole.routes] : []),
+      ...(overrides.extraRoutes ?? []),
+    ],
     readiness: async () => {
       await database.kysely.selectFrom("accounts").select("accid").limit(1).execute();
       if (redis) await redis.ping();
@@ -411,6 +435,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       await userModeration?.idle();
       moderator?.close?.();
       await turnControl.close();
+      await operatorConsole.close();
       if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
       await redis?.quit().catch(() => redis.disconnect());
       await database.close();

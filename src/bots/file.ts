@@ -4,7 +4,8 @@
  * ```json
  * {"bots": [{"accid": "advisor_bot", "name": "顾问", "system_prompt": "…", "generator": "openai",
  *            "openai_base_url": "…", "openai_api_key": "…", "openai_model": "…", "generator_http_url": "…",
- *            "reply_limit_per_minute": 20, "reply_limit_per_day": 500}]}
+ *            "reply_limit_per_minute": 20, "reply_limit_per_day": 500,
+ *            "daily_token_budget": 200000}]}
  * ```
  *
  * Only `accid` is required; every other key falls back to the environment (`BOT_SYSTEM_PROMPT`,
@@ -80,6 +81,8 @@ const entrySchema = z.strictObject({
   generator_http_url: optionalString,
   reply_limit_per_minute: optionalCount,
   reply_limit_per_day: optionalCount,
+  // Operator console (src/usage/budget.ts): tokens this bot may use per day; 0 or absent: BOT_DAILY_TOKEN_BUDGET.
+  daily_token_budget: optionalCount,
 });
 
 const documentSchema = z.strictObject({ bots: z.array(z.unknown()) });
@@ -235,6 +238,7 @@ function resolveEntry(entry: Entry, defaults: BotDefaults, problems: string[]): 
       replyPerMinute: entry.reply_limit_per_minute ?? defaults.limits.replyPerMinute,
       replyPerDay: entry.reply_limit_per_day ?? defaults.limits.replyPerDay,
     },
+    ...(entry.daily_token_budget ? { dailyTokenBudget: entry.daily_token_budget } : {}),
   };
 }
 

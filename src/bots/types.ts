@@ -30,6 +30,11 @@ export interface BotDefinition {
   systemPrompt: string;
   generator: BotGeneratorSettings;
   limits: BotLimits;
+  /**
+   * Tokens this bot may use per day (`daily_token_budget`; operator console, src/usage/budget.ts).
+   * Absent: BOT_DAILY_TOKEN_BUDGET applies.
+   */
+  dailyTokenBudget?: number;
 }
 
 /** What `/im/register` returns in `bots`: nothing secret. */

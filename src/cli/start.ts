@@ -255,6 +255,10 @@ async function main(): Promise<void> {
       "",
       "  在浏览器中打开上面的地址，输入任意名字即可与机器人聊天；按 Ctrl-C 退出。",
       "",
+      // Operator console: on only with ADMIN_TOKEN (src/admin); its token is never printed.
+      ...(process.env.ADMIN_TOKEN
+        ? [`  Operator console / 运营控制台: ${stack.url}admin (log in with ADMIN_TOKEN)`, ""]
+        : []),
     ].join("\n"),
   );
   let stopping = false;

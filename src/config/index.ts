@@ -4,6 +4,7 @@
  * naming each variable, so an operator fixes the whole environment in one go.
  */
 import { z } from "zod";
+import { isTimeZone } from "../usage/day.ts";
 
 const optionalText = z
   .string()
@@ -163,6 +164,31 @@ const environmentSchema = z.object({
   INTERCEPT_BLOCK_ERR_CODE: z.coerce.number().int().default(1),
   /** UNCONFIRMED at NIM: the custom `responseCode` returned to the blocked sender's SDK (20000–20099). */
   INTERCEPT_BLOCK_RESPONSE_CODE: integer(20000, 0, 99_999),
+  // ---- operator console (src/admin, src/usage) ----
+  /** Turns on /admin; the operators' login token. At least 16 characters. */
+  ADMIN_TOKEN: optionalText.refine(
+    (value) => value === undefined || value.length >= 16,
+    "must be at least 16 characters (use a long random value)",
+  ),
+  /**
+   * A claim of the site's user JWTs (verified like /im/register's) that, when `true`, also logs an
+   * operator in, e.g. `im_admin`. Needs ADMIN_TOKEN (the console is off without it).
+   */
+  ADMIN_JWT_CLAIM: optionalText.refine(
+    (value) => value === undefined || /^[A-Za-z0-9_.:/-]{1,100}$/.test(value),
+    "must be a claim name (letters, digits, _ . : / -)",
+  ),
+  ADMIN_SESSION_HOURS: integer(8, 1, 720),
+  /** Console login attempts per client address per minute (0 = unlimited). */
+  ADMIN_LOGIN_PER_MINUTE: integer(5, 0),
+  /** Tokens a user may use per day (0 = no budget); a spent budget answers `limited`. */
+  USER_DAILY_TOKEN_BUDGET: integer(0, 0),
+  /** Tokens a bot may use per day unless BOTS_FILE gives it its own (0 = no budget). */
+  BOT_DAILY_TOKEN_BUDGET: integer(0, 0),
+  /** What a bot paused in `note` mode answers. */
+  PAUSED_NOTE: optionalText,
+  /** The IANA time zone whose midnight starts a usage day (budgets, charts). */
+  USAGE_TIME_ZONE: z.string().default("UTC").refine(isTimeZone, "must be an IANA time zone, e.g. Asia/Shanghai"),
 });
 
 // BOT_GENERATOR must fail loudly on a typo rather than fall back, so it is validated separately.
@@ -257,6 +283,17 @@ export interface Config {
       blockErrCode: number;
       blockResponseCode: number;
     };
+  };
+  /** The operator console, usage and budgets (src/admin/index.ts ConsoleSettings). */
+  console: {
+    adminToken: string | undefined;
+    adminJwtClaim: string | undefined;
+    sessionHours: number;
+    loginPerMinute: number;
+    userDailyTokenBudget: number;
+    botDailyTokenBudget: number;
+    pausedNote: string | undefined;
+    usageTimeZone: string;
   };
 }
 
@@ -405,6 +442,16 @@ export function loadConfig(
         blockErrCode: values.INTERCEPT_BLOCK_ERR_CODE,
         blockResponseCode: values.INTERCEPT_BLOCK_RESPONSE_CODE,
       },
+    },
+    console: {
+      adminToken: values.ADMIN_TOKEN,
+      adminJwtClaim: values.ADMIN_JWT_CLAIM,
+      sessionHours: values.ADMIN_SESSION_HOURS,
+      loginPerMinute: values.ADMIN_LOGIN_PER_MINUTE,
+      userDailyTokenBudget: values.USER_DAILY_TOKEN_BUDGET,
+      botDailyTokenBudget: values.BOT_DAILY_TOKEN_BUDGET,
+      pausedNote: values.PAUSED_NOTE,
+      usageTimeZone: values.USAGE_TIME_ZONE,
     },
   };
 }

@@ -19,6 +19,12 @@ export interface GenerationRequest {
   history: ChatTurn[];
   systemPrompt: string;
   /**
+   * Optional: a generator that learns what the request cost (OpenAI's `usage` chunk with
+   * `stream_options.include_usage`) reports it here, once. Generators that cannot know leave it
+   * alone; the pipeline then stores an estimate (src/usage/estimate.ts).
+   */
+  reportUsage?: (usage: TokenUsage) => void;
+  /**
    * Optional: a generator that knows its sources (retrieval, web search) reports them here, at any
    * time before its stream ends; the last report wins. In native stream mode they reach the user
    * as NIM's citations (`rag_info_list`); the custom mode ignores them. Absent when the pipeline
@@ -36,6 +42,12 @@ export interface ReplySource {
   time?: number;
   url?: string;
   description?: string;
+}
+
+/** Tokens one generation cost, as the model counted them. */
+export interface TokenUsage {
+  promptTokens: number;
+  completionTokens: number;
 }
 
 /**

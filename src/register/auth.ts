@@ -73,6 +73,12 @@ export type RequestHeaders = Record<string, string | string[] | undefined>;
 export interface RegisterAuthenticator {
   /** Resolves to the caller, or throws HttpError 401 (503 when the JWKS cannot be fetched). */
   authenticate(headers: RequestHeaders): Promise<RegisterPrincipal>;
+  /**
+   * Verifies a site JWT exactly as `authenticate` does (same keys, algorithms, issuer, audience,
+   * required `exp` and `sub`) and returns its claims: the operator console's admin-claim login.
+   * Optional, so stand-in authenticators need not implement it.
+   */
+  verifySiteJwt?(token: string): Promise<{ subject: string; claims: Record<string, unknown> }>;
   /** Which methods are configured, e.g. for a start-up log line. */
   readonly configured: { jwtSecret: boolean; jwks: boolean; serviceApiKey: boolean };
 }
@@ -189,6 +195,12 @@ export function createRegisterAuthenticator(
   };
 
   async function verifyJwt(token: string): Promise<RegisterPrincipal> {
+    const { subject } = await verifyClaims(token);
+    return { kind: "jwt", subject };
+  }
+
+  /** The token's verified subject and claims (the operator console reads its admin claim). */
+  async function verifyClaims(token: string): Promise<{ subject: string; claims: Record<string, unknown> }> {
     try {
       const { payload } = await jwtVerify(token, resolveKey, {
         algorithms,
@@ -200,7 +212,7 @@ export function createRegisterAuthenticator(
       if (typeof payload.sub !== "string" || payload.sub.length === 0) {
         throw unauthorized("invalid_token", 'The JWT "sub" claim must be a non-empty string', "invalid_token");
       }
-      return { kind: "jwt", subject: payload.sub };
+      return { subject: payload.sub, claims: payload };
     } catch (error) {
       if (error instanceof HttpError) throw error;
       if (error instanceof JwksUnavailableError) {
@@ -211,6 +223,12 @@ export function createRegisterAuthenticator(
   }
 
   return {
+    async verifySiteJwt(token) {
+      if (!jwtConfigured) {
+        throw unauthorized("unauthorized", "Neither IM_AUTH_JWT_SECRET nor IM_AUTH_JWKS_URL is configured");
+      }
+      return verifyClaims(token);
+    },
     configured: {
       jwtSecret: secretKey !== undefined,
       jwks: remoteKeys !== undefined,

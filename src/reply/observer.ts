@@ -16,8 +16,18 @@ export interface ReplyObserver {
   /** One NIM send finished: outcome "ok" or NIM's code. */
   sent?(kind: string, outcome: string, milliseconds: number): void;
   generatorError?(kind: string): void;
-  /** The reply ended: ok, error, blocked, limited, stopped, skipped, or failed (could not be delivered). */
-  finished?(replyTo: string, status: string, bot?: string): void;
+  /**
+   * The reply ended: ok, error, blocked, limited, stopped, skipped, or failed (could not be
+   * delivered). `bot` is the answering bot; `conversationId` names its conversation (the operator
+   * console's live view).
+   */
+  finished?(replyTo: string, status: string, bot?: string, conversationId?: string): void;
+  /**
+   * NIM accepted a message of the reply that added `text` to it (a segment, or a say/apology
+   * delta): the operator console shows replies live from this. Called after the outbox row is
+   * marked sent, so the console never shows text the user has not been sent.
+   */
+  delta?(replyTo: string, conversationId: string, text: string): void;
 }
 
 /** One observer that calls each of `observers` in turn (metrics, tests). */
@@ -35,5 +45,6 @@ export function combineObservers(...observers: Array<ReplyObserver | undefined>)
     sent: call("sent"),
     generatorError: call("generatorError"),
     finished: call("finished"),
+    delta: call("delta"),
   };
 }

@@ -18,6 +18,8 @@ import type { SendBudget } from "../limits/types.ts";
 import type { Moderator } from "../moderation/types.ts";
 import type { ReplyJob } from "../queue/types.ts";
 import type { InboxMessage, Reply, Repositories } from "../storage/repositories.ts";
+import { estimatePromptTokens, estimateTokens } from "../usage/estimate.ts";
+import type { UsageRecorder } from "../usage/types.ts";
 import { type AdmissionOptions, createAdmission, parsePayload } from "./admission.ts";
 import { produceAnswer } from "./answer.ts";
 import { abort, type CancelReason, cancelReasonOf, ReplyCancellations } from "./cancellation.ts";
@@ -61,6 +63,12 @@ export interface ReplyProcessorOptions {
   moderator?: Moderator;
   respectNimAntispam?: boolean;
   sendBudget?: SendBudget;
+  /** Operator console: daily token budgets and pauses, checked by admission. */
+  budget?: AdmissionOptions["budget"];
+  budgetSpentText?: string;
+  paused?: AdmissionOptions["paused"];
+  /** Operator console: stores what each answer cost (reported by the generator, or estimated). */
+  usage?: UsageRecorder;
   /** Schedules the next message of a conversation once a reply completes. */
   enqueue: (job: ReplyJob) => Promise<void>;
   /** REPLY_DEBOUNCE_MS: merge a burst of one conversation's messages into one turn (0 = off). */
@@ -84,6 +92,9 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     ...(options.replyLimits ? { replyLimits: options.replyLimits } : {}),
     ...(options.moderator ? { moderator: options.moderator } : {}),
     ...(options.respectNimAntispam !== undefined ? { respectNimAntispam: options.respectNimAntispam } : {}),
+    ...(options.budget ? { budget: options.budget } : {}),
+    ...(options.budgetSpentText ? { budgetSpentText: options.budgetSpentText } : {}),
+    ...(options.paused ? { paused: options.paused } : {}),
   });
 
   // A second job for a message this process already works on (a queue redelivery) is turned away
@@ -271,6 +282,8 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     );
     const account = await repositories.accounts.findByAccid(inbox.from_accid);
     let sources: ReplySource[] | undefined;
+    let reported: { promptTokens: number; completionTokens: number } | undefined;
+    const textBefore = writer.text;
     const result = await produceAnswer({
       writer,
       generator: bot.generator,
@@ -280,8 +293,11 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         message: plan.text ?? inbox.text,
         history,
         systemPrompt: bot.systemPrompt,
-        reportSources: (reported) => {
-          sources = reported;
+        reportSources: (reportedSources) => {
+          sources = reportedSources;
+        },
+        reportUsage: (usage) => {
+          reported = usage;
         },
       },
       replyTo: address.replyTo,
@@ -303,6 +319,23 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         );
       },
     });
+    if (options.usage) {
+      // Stored even when the answer was cut short: the model was paid for what it produced.
+      await options.usage
+        .record({
+          replyTo: inbox.msgid_server,
+          conversationId,
+          botAccid: inbox.bot_accid,
+          userAccid: inbox.from_accid,
+          promptTokens:
+            reported?.promptTokens ??
+            estimatePromptTokens([bot.systemPrompt, ...history.map((turn) => turn.content), plan.text ?? inbox.text]),
+          completionTokens: reported?.completionTokens ?? estimateTokens(writer.text.slice(textBefore.length)),
+          estimated: reported === undefined,
+          at: clock.now(),
+        })
+        .catch((error: unknown) => logger.warn({ err: error, msgidServer: inbox.msgid_server }, "usage not stored"));
+    }
     if (result.kind === "interrupted") {
       if (result.reason !== "delivery-failed") return false;
       // NIM refused for good: end the stream with an error final where NIM still takes one.
@@ -352,7 +385,12 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         : { status, seqs: writer.nextSeq, characters: writer.text.length, bot: inbox.bot_accid },
       now,
     );
-    observer?.finished?.(inbox.msgid_server, skipped ? "skipped" : delivered ? status : "failed", inbox.bot_accid);
+    observer?.finished?.(
+      inbox.msgid_server,
+      skipped ? "skipped" : delivered ? status : "failed",
+      inbox.bot_accid,
+      inbox.conversation_id,
+    );
   }
 
   /** Admission, after waiting out a burst when REPLY_DEBOUNCE_MS is set; the burst is judged as one text. */

@@ -216,6 +216,7 @@ export class ReplyWriter {
         observer?.firstSegment?.(address.replyTo);
       }
       observer?.sent?.(message.kind, "ok", clock.now() - startedAt);
+      if (message.delta !== "") observer?.delta?.(address.replyTo, this.options.reply.conversation_id, message.delta);
     } catch (error) {
       // Shutdown or a lost lease cut the call short: the row stays pending for whoever continues.
       if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");

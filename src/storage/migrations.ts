@@ -218,6 +218,51 @@ const migrations = (dialect: Dialect): Record<string, Migration> => ({
       throw new Error("0003_conversations cannot be undone: restore a backup instead");
     },
   },
+  /**
+   * Operator console (src/admin, src/usage): tokens spent per reply (user, bot, day) for usage
+   * pages and daily budgets, and the pauses an operator set on a bot or one conversation.
+   */
+  "0004_usage": {
+    async up(database: Kysely<unknown>) {
+      await database.schema
+        .createTable("reply_usage")
+        .addColumn("reply_to", "text", (column) => column.primaryKey())
+        .addColumn("conversation_id", "text", (column) => column.notNull())
+        .addColumn("bot_accid", "text", (column) => column.notNull())
+        .addColumn("user_accid", "text", (column) => column.notNull())
+        .addColumn("day", "text", (column) => column.notNull())
+        .addColumn("prompt_tokens", "bigint", (column) => column.notNull())
+        .addColumn("completion_tokens", "bigint", (column) => column.notNull())
+        .addColumn("total_tokens", "bigint", (column) => column.notNull())
+        .addColumn("estimated", "integer", (column) => column.notNull())
+        .addColumn("created_at", "bigint", (column) => column.notNull())
+        .addColumn("updated_at", "bigint", (column) => column.notNull())
+        .execute();
+      await database.schema
+        .createIndex("reply_usage_user_day")
+        .on("reply_usage")
+        .columns(["user_accid", "day"])
+        .execute();
+      await database.schema
+        .createIndex("reply_usage_bot_day")
+        .on("reply_usage")
+        .columns(["bot_accid", "day"])
+        .execute();
+      await database.schema.createIndex("reply_usage_day").on("reply_usage").column("day").execute();
+      await database.schema
+        .createTable("console_pauses")
+        .addColumn("scope", "text", (column) => column.notNull())
+        .addColumn("target", "text", (column) => column.notNull())
+        .addColumn("mode", "text", (column) => column.notNull())
+        .addColumn("created_at", "bigint", (column) => column.notNull())
+        .addPrimaryKeyConstraint("console_pauses_primary_key", ["scope", "target"])
+        .execute();
+    },
+    async down(database: Kysely<unknown>) {
+      await database.schema.dropTable("console_pauses").ifExists().execute();
+      await database.schema.dropTable("reply_usage").ifExists().execute();
+    },
+  },
 });
 
 class StaticMigrationProvider implements MigrationProvider {

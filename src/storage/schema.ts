@@ -133,6 +133,34 @@ export interface AuditTable {
   detail: string | null;
 }
 
+/** Tokens one reply cost (src/usage): reported by the model's stream, or estimated. */
+export interface ReplyUsageTable {
+  reply_to: string;
+  conversation_id: string;
+  bot_accid: string;
+  user_accid: string;
+  /** YYYY-MM-DD in USAGE_TIME_ZONE: the day budgets and usage charts count in. */
+  day: string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** 1 when the generator reported no usage and the numbers are the documented estimate. */
+  estimated: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** An operator's pause (src/admin): the bot (scope `bot`) or one conversation does not answer. */
+export interface ConsolePauseTable {
+  /** bot | conversation */
+  scope: string;
+  /** The bot's accid or the conversation id. */
+  target: string;
+  /** `skip` (stored, acknowledged, not answered), `note` (answered with PAUSED_NOTE) or `takeover` (an operator answers). */
+  mode: string;
+  created_at: number;
+}
+
 export interface DatabaseSchema {
   accounts: AccountTable;
   inbox: InboxTable;
@@ -141,4 +169,6 @@ export interface DatabaseSchema {
   messages: MessageTable;
   conversation_contexts: ConversationContextTable;
   audit_events: AuditTable;
+  reply_usage: ReplyUsageTable;
+  console_pauses: ConsolePauseTable;
 }

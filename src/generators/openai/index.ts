@@ -32,6 +32,11 @@ export interface OpenAiGeneratorOptions {
   maxTokens?: number | undefined;
   /** Injectable for tests. */
   fetch?: typeof fetch | undefined;
+  /**
+   * Ask for `stream_options: {include_usage: true}` (default true). OpenAI, DeepSeek, Qwen,
+   * vLLM and Ollama's OpenAI endpoint accept it; turn it off for a server that refuses the field.
+   */
+  includeUsage?: boolean | undefined;
 }
 
 export const DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -67,6 +72,8 @@ export function createOpenAiGenerator(options: OpenAiGeneratorOptions): ReplyGen
             model: options.model,
             messages: buildMessages(request),
             stream: true,
+            // The last chunk then carries the request's token counts (usage page, daily budgets).
+            ...(options.includeUsage === false ? {} : { stream_options: { include_usage: true } }),
             ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
             ...(options.maxTokens === undefined ? {} : { max_tokens: options.maxTokens }),
           },
@@ -75,6 +82,12 @@ export function createOpenAiGenerator(options: OpenAiGeneratorOptions): ReplyGen
         for await (const chunk of stream) {
           // Pieces already buffered by the SDK must not reach the caller once it gave up.
           if (signal.aborted) break;
+          if (chunk.usage && request.reportUsage) {
+            request.reportUsage({
+              promptTokens: chunk.usage.prompt_tokens ?? 0,
+              completionTokens: chunk.usage.completion_tokens ?? 0,
+            });
+          }
           const piece = contentOf(chunk);
           if (piece) {
             produced += piece.length;
