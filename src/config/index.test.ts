@@ -68,8 +68,12 @@ describe("loadConfig", () => {
     }
   });
 
-  it("refuses NIM_STREAM_MODE=native until the native sender exists, instead of silently using custom", () => {
-    expect(() => loadConfig({ ...required, NIM_STREAM_MODE: "native" })).toThrow(/NIM_STREAM_MODE.*not available/);
+  it("takes NIM_STREAM_MODE=native with a keep-alive under NIM's 30 s gap, and refuses other modes", () => {
+    const config = loadConfig({ ...required, NIM_STREAM_MODE: "native" });
+    expect(config.nim.streamMode).toBe("native");
+    expect(config.nim.streamKeepAliveMs).toBe(20_000);
+    expect(() => loadConfig({ ...required, NIM_STREAM_MODE: "streamy" })).toThrow(/NIM_STREAM_MODE/);
+    expect(() => loadConfig({ ...required, NIM_STREAM_KEEPALIVE_MS: "30000" })).toThrow(/NIM_STREAM_KEEPALIVE_MS/);
   });
 
   it("requires GENERATOR_HTTP_URL for the http generator", () => {
