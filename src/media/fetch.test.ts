@@ -1,6 +1,9 @@
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
 import sharp from "sharp";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -388,6 +391,60 @@ describe("createMediaFetcher", () => {
       const { resolve } = resolver({});
       const fetchMedia = createMediaFetcher(settings({ hosts: `*.nosdn.test:${port}` }), { resolve });
       expect(await reasonOf(fetchMedia(`http://missing.nosdn.test:${port}/x`, { accept: IMAGES }))).toBe("network");
+    });
+  });
+});
+
+describe("createMediaFetcher over https", () => {
+  const certificate = readFileSync(new URL("../testing/fixtures/tls/media-test.crt", import.meta.url));
+  const key = readFileSync(new URL("../testing/fixtures/tls/media-test.key", import.meta.url));
+  let server: ReturnType<typeof createTlsServer>;
+  let port: number;
+  const serverNames: Array<string | false | null> = [];
+
+  beforeAll(async () => {
+    server = createTlsServer({ cert: certificate, key }, (request, response) => {
+      serverNames.push((request.socket as TLSSocket).servername);
+      response.writeHead(200, { "content-type": "image/png" }).end(png);
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    server.close();
+    await once(server, "close");
+  });
+
+  const resolve: ResolveHost = async () => [{ address: "127.0.0.1", family: 4 }];
+
+  it("fetches over https from the checked address, verifying the certificate against the host name", async () => {
+    serverNames.length = 0;
+    const fetchMedia = createMediaFetcher(
+      { allowedHosts: parseAllowedHosts(`media.test:${port}`), maxBytes: 100_000, timeoutMs: 5_000 },
+      { resolve, ca: certificate },
+    );
+    const result = await fetchMedia(`https://media.test:${port}/picture`, { accept: IMAGES });
+    expect(result.bytes.equals(png)).toBe(true);
+    expect(serverNames).toEqual(["media.test"]);
+  });
+
+  it("refuses a certificate that does not name the host, or one it does not trust", async () => {
+    const wrongName = createMediaFetcher(
+      { allowedHosts: parseAllowedHosts(`other.test:${port}`), maxBytes: 100_000, timeoutMs: 5_000 },
+      { resolve, ca: certificate },
+    );
+    await expect(wrongName(`https://other.test:${port}/picture`, { accept: IMAGES })).rejects.toMatchObject({
+      reason: "network",
+    });
+    const untrusted = createMediaFetcher(
+      { allowedHosts: parseAllowedHosts(`media.test:${port}`), maxBytes: 100_000, timeoutMs: 5_000 },
+      { resolve },
+    );
+    await expect(untrusted(`https://media.test:${port}/picture`, { accept: IMAGES })).rejects.toMatchObject({
+      reason: "network",
     });
   });
 });

@@ -103,6 +103,11 @@ export type ResolveHost = (hostname: string) => Promise<Array<{ address: string;
 export interface MediaFetchDependencies {
   /** Replaces the system resolver (tests use it to play a hostile DNS server). */
   resolve?: ResolveHost;
+  /**
+   * Certificate authorities to trust instead of Node's bundled ones (a private storage with its own
+   * CA; tests). Certificates are always verified, and against the host name, never the address.
+   */
+  ca?: string | Buffer | Array<string | Buffer>;
 }
 
 export type MediaFetcher = (url: string, options: MediaFetchOptions) => Promise<FetchedMedia>;
@@ -179,7 +184,7 @@ export function createMediaFetcher(
     try {
       let checked = checkMediaUrl(text, settings);
       for (let hop = 0; ; hop += 1) {
-        const outcome = await requestOnce(checked, { resolve, maxBytes, signal });
+        const outcome = await requestOnce(checked, { resolve, maxBytes, signal, ca: dependencies.ca });
         if (outcome.kind === "body") {
           const type = await detectType(outcome.bytes, options.accept);
           return { bytes: outcome.bytes, ...type, url: checked.url.href };
@@ -201,6 +206,7 @@ interface RequestContext {
   resolve: ResolveHost;
   maxBytes: number;
   signal: AbortSignal;
+  ca: MediaFetchDependencies["ca"];
 }
 
 function requestOnce(checked: CheckedMediaUrl, context: RequestContext): Promise<Outcome> {
@@ -262,6 +268,7 @@ function requestOnce(checked: CheckedMediaUrl, context: RequestContext): Promise
       lookup,
       signal: context.signal,
       headers: { accept: "*/*", "accept-encoding": "identity", "user-agent": "im-bridge-media/1" },
+      ...(context.ca === undefined ? {} : { ca: context.ca }),
     });
     request.on("error", (error) => fail(refusal ?? error));
     request.on("response", (response: IncomingMessage) => {
