@@ -162,6 +162,8 @@ const mediaEnvironmentSchema = z.object({
   /** Longest file excerpt given to the model, in characters. */
   FILE_EXCERPT_CHARACTERS: integer(6_000, 100),
   FILE_PDF_MAX_PAGES: integer(30, 1, 1000),
+  /** A PDF still being read after this is given up (it is read in a thread of its own). */
+  FILE_PARSE_TIMEOUT_MS: integer(20_000, 100),
 });
 
 function readMediaSettings(values: z.infer<typeof mediaEnvironmentSchema>): MediaSettings {
@@ -193,6 +195,7 @@ function readMediaSettings(values: z.infer<typeof mediaEnvironmentSchema>): Medi
       maxBytes: values.FILE_MAX_BYTES,
       excerptCharacters: values.FILE_EXCERPT_CHARACTERS,
       pdfMaxPages: values.FILE_PDF_MAX_PAGES,
+      parseTimeoutMs: values.FILE_PARSE_TIMEOUT_MS,
     },
   };
 }

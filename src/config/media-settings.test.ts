@@ -16,7 +16,7 @@ describe("loadConfig: the media block", () => {
       maxRedirects: 3,
       vision: { enabled: false, passUrl: false, maxImageBytes: 4_000_000, maxSide: 2048, detail: "auto" },
       transcription: undefined,
-      files: { maxBytes: 5_000_000, excerptCharacters: 6_000, pdfMaxPages: 30 },
+      files: { maxBytes: 5_000_000, excerptCharacters: 6_000, pdfMaxPages: 30, parseTimeoutMs: 20_000 },
     });
   });
 
@@ -41,6 +41,7 @@ describe("loadConfig: the media block", () => {
       FILE_MAX_BYTES: "3000",
       FILE_EXCERPT_CHARACTERS: "400",
       FILE_PDF_MAX_PAGES: "2",
+      FILE_PARSE_TIMEOUT_MS: "5000",
     });
     expect(media).toEqual({
       allowedHosts: [
@@ -60,7 +61,7 @@ describe("loadConfig: the media block", () => {
         responseFormat: "json",
         timeoutMs: 9000,
       },
-      files: { maxBytes: 3000, excerptCharacters: 400, pdfMaxPages: 2 },
+      files: { maxBytes: 3000, excerptCharacters: 400, pdfMaxPages: 2, parseTimeoutMs: 5000 },
     });
   });
 

@@ -83,6 +83,17 @@ describe("readMediaAttachment", () => {
     expect(attachment?.url).toBeUndefined();
   });
 
+  it("keeps a URL exactly or drops it", () => {
+    expect(readMediaAttachment("PICTURE", { url: "https://nim.nosdn.127.net/a b" })?.url).toBeUndefined();
+    expect(readMediaAttachment("PICTURE", { url: "https://nim.nosdn.127.net/a\n@evil" })?.url).toBeUndefined();
+    expect(
+      readMediaAttachment("PICTURE", { url: `https://nim.nosdn.127.net/${"a".repeat(5000)}` })?.url,
+    ).toBeUndefined();
+    expect(readMediaAttachment("PICTURE", { url: "https://nim.nosdn.127.net/a?x=1" })?.url).toBe(
+      "https://nim.nosdn.127.net/a?x=1",
+    );
+  });
+
   it("still gives the kind when attach is unreadable, so the user gets that kind's note", () => {
     expect(readMediaAttachment("PICTURE", "{not json")).toEqual({ kind: "picture" });
     expect(readMediaAttachment("AUDIO", null)).toEqual({ kind: "audio" });

@@ -60,8 +60,10 @@ export function readMediaAttachment(messageType: string, attach: unknown): Media
   if (kind === undefined) return undefined;
   const fields = toRecord(attach);
   const attachment: MediaAttachment = { kind };
-  const url = text(fields.url, 4096);
-  if (url !== undefined) attachment.url = url;
+  // A URL is kept exactly or not at all: cleaning or shortening it would point somewhere else.
+  if (typeof fields.url === "string" && fields.url.length <= 4096 && !/[\s\u0000-\u001f\u007f]/.test(fields.url)) {
+    attachment.url = fields.url;
+  }
   const name = text(fields.name, 200);
   if (name !== undefined) attachment.name = name;
   const extension = text(fields.ext, 16)?.toLowerCase().replace(/^\./, "");

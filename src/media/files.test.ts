@@ -44,7 +44,7 @@ describe("decodeTextFile", () => {
 describe("extractPdfText", () => {
   it("reads the text of every page", async () => {
     const pdf = buildTextPdf(["Quarterly report\nRevenue grew 12%", "Second page (appendix)"]);
-    const extracted = await extractPdfText(pdf, { maxPages: 10, maxCharacters: 10_000 });
+    const extracted = await extractPdfText(pdf, { maxPages: 10, maxCharacters: 10_000, timeoutMs: 60_000 });
     expect(extracted?.pages).toBe(2);
     expect(extracted?.text).toContain("Quarterly report");
     expect(extracted?.text).toContain("Revenue grew 12%");
@@ -53,7 +53,7 @@ describe("extractPdfText", () => {
 
   it("stops at the page limit", async () => {
     const pdf = buildTextPdf(["one", "two", "three", "four"]);
-    const extracted = await extractPdfText(pdf, { maxPages: 2, maxCharacters: 10_000 });
+    const extracted = await extractPdfText(pdf, { maxPages: 2, maxCharacters: 10_000, timeoutMs: 60_000 });
     expect(extracted?.pages).toBe(4);
     expect(extracted?.text).toContain("two");
     expect(extracted?.text).not.toContain("three");
@@ -61,18 +61,29 @@ describe("extractPdfText", () => {
 
   it("stops reading pages once it has enough characters", async () => {
     const pdf = buildTextPdf(["a".repeat(50), "b".repeat(50), "c".repeat(50)]);
-    const extracted = await extractPdfText(pdf, { maxPages: 10, maxCharacters: 60 });
+    const extracted = await extractPdfText(pdf, { maxPages: 10, maxCharacters: 60, timeoutMs: 60_000 });
     expect(extracted?.text).toContain("b");
     expect(extracted?.text).not.toContain("c");
   });
 
+  it("gives up when reading takes longer than the deadline", async () => {
+    const pdf = buildTextPdf(["fine, but the deadline is shorter than starting a thread"]);
+    expect(await extractPdfText(pdf, { maxPages: 5, maxCharacters: 100, timeoutMs: 1 })).toBeUndefined();
+  });
+
   it("gives up on broken, empty and encrypted PDFs", async () => {
-    expect(await extractPdfText(Buffer.from("%PDF-1.4\nnot really a pdf"), { maxPages: 5, maxCharacters: 100 })).toBe(
-      undefined,
-    );
-    expect(await extractPdfText(buildTextPdf([""]), { maxPages: 5, maxCharacters: 100 })).toBeUndefined();
+    expect(
+      await extractPdfText(Buffer.from("%PDF-1.4\nnot really a pdf"), {
+        maxPages: 5,
+        maxCharacters: 100,
+        timeoutMs: 60_000,
+      }),
+    ).toBe(undefined);
+    expect(
+      await extractPdfText(buildTextPdf([""]), { maxPages: 5, maxCharacters: 100, timeoutMs: 60_000 }),
+    ).toBeUndefined();
     const encrypted = buildTextPdf(["secret"], { encryptedMarker: true });
-    expect(await extractPdfText(encrypted, { maxPages: 5, maxCharacters: 100 })).toBeUndefined();
+    expect(await extractPdfText(encrypted, { maxPages: 5, maxCharacters: 100, timeoutMs: 60_000 })).toBeUndefined();
   });
 });
 

@@ -16,7 +16,7 @@
  *
  * The excerpt is what the user said in this turn: it goes to moderation and history like any text.
  */
-import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
 import type { MediaAttachment } from "./attachment.ts";
 
 export interface FileSettings {
@@ -26,6 +26,8 @@ export interface FileSettings {
   excerptCharacters: number;
   /** FILE_PDF_MAX_PAGES: pages of a PDF read at most. */
   pdfMaxPages: number;
+  /** FILE_PARSE_TIMEOUT_MS: a PDF still being read after this is given up (its thread stopped). */
+  parseTimeoutMs: number;
 }
 
 export type ReadableFileKind = "text" | "pdf";
@@ -82,57 +84,41 @@ export function decodeTextFile(bytes: Buffer): string | undefined {
   return undefined;
 }
 
-const require = createRequire(import.meta.url);
-// pdf.js reads its CMaps (needed for CJK fonts without a ToUnicode map) and standard fonts from disk.
-const PDFJS_DIRECTORY = require.resolve("pdfjs-dist/package.json").replace(/package\.json$/, "");
+export interface PdfLimits {
+  maxPages: number;
+  maxCharacters: number;
+  /** FILE_PARSE_TIMEOUT_MS: the reading thread is stopped after this (default 20 s). */
+  timeoutMs?: number;
+  /** Heap of the reading thread, in megabytes. */
+  maxHeapMegabytes?: number;
+}
 
 /**
- * Text of a PDF, pages joined by blank lines, reading no more pages than needed for `maxCharacters`
- * and at most `maxPages`. Undefined for an encrypted, broken or text-less (scanned) PDF.
+ * Text of a PDF, read in a worker thread so that a hostile or merely huge document cannot block the
+ * reply worker's event loop or exhaust its heap: the thread has its own heap limit and is stopped at
+ * the deadline. Undefined for an encrypted, broken, text-less (scanned) or too slow PDF.
  */
-export async function extractPdfText(
-  bytes: Buffer,
-  limits: { maxPages: number; maxCharacters: number },
-): Promise<ExtractedText | undefined> {
-  const pdfjs = await import("pdfjs-dist/legacy/build/pdf.mjs");
-  const task = pdfjs.getDocument({
-    data: new Uint8Array(bytes),
-    cMapUrl: `${PDFJS_DIRECTORY}cmaps/`,
-    cMapPacked: true,
-    standardFontDataUrl: `${PDFJS_DIRECTORY}standard_fonts/`,
-    // Never evaluate code from the document, never fetch anything, never touch the system's fonts.
-    isEvalSupported: false,
-    disableFontFace: true,
-    useSystemFonts: false,
-    disableAutoFetch: true,
-    verbosity: 0,
+export async function extractPdfText(bytes: Buffer, limits: PdfLimits): Promise<ExtractedText | undefined> {
+  const worker = new Worker(new URL("./pdf-worker.mjs", import.meta.url), {
+    workerData: { bytes: new Uint8Array(bytes), maxPages: limits.maxPages, maxCharacters: limits.maxCharacters },
+    resourceLimits: { maxOldGenerationSizeMb: limits.maxHeapMegabytes ?? 256 },
+    stdout: true,
+    stderr: true,
   });
-  try {
-    const document = await task.promise;
-    const pageTexts: string[] = [];
-    let length = 0;
-    for (let number = 1; number <= Math.min(document.numPages, limits.maxPages); number += 1) {
-      const page = await document.getPage(number);
-      const content = await page.getTextContent();
-      let pageText = "";
-      for (const item of content.items) {
-        if ("str" in item) pageText += item.str + (item.hasEOL ? "\n" : "");
-      }
-      page.cleanup();
-      pageText = pageText.replace(/[ \t]+\n/g, "\n").trim();
-      if (pageText !== "") pageTexts.push(pageText);
-      length += pageText.length;
-      if (length > limits.maxCharacters) break;
-    }
-    const text = pageTexts.join("\n\n");
-    if (text.trim() === "") return undefined;
-    return { text, pages: document.numPages };
-  } catch {
-    // Encrypted (PasswordException), malformed (InvalidPDFException) or unsupported: unreadable.
-    return undefined;
-  } finally {
-    await task.destroy();
-  }
+  // pdf.js warns about odd documents on the console; the thread's output is not ours to print.
+  worker.stdout.resume();
+  worker.stderr.resume();
+  return new Promise<ExtractedText | undefined>((resolve) => {
+    const finish = (result: ExtractedText | undefined) => {
+      clearTimeout(timer);
+      void worker.terminate();
+      resolve(result);
+    };
+    const timer = setTimeout(() => finish(undefined), limits.timeoutMs ?? 20_000);
+    worker.once("message", (result: ExtractedText | null) => finish(result ?? undefined));
+    worker.once("error", () => finish(undefined));
+    worker.once("exit", () => finish(undefined));
+  });
 }
 
 /**

@@ -76,7 +76,7 @@ describe("prepareMediaTurn", () => {
       overrides.asr === false
         ? undefined
         : { baseUrl: asr.url, model: "whisper-1", apiKey: "asr-key", responseFormat: "verbose_json", timeoutMs: 5_000 },
-    files: { maxBytes: 100_000, excerptCharacters: 500, pdfMaxPages: 5, ...overrides.files },
+    files: { maxBytes: 100_000, excerptCharacters: 500, pdfMaxPages: 5, parseTimeoutMs: 60_000, ...overrides.files },
   });
 
   const run = (

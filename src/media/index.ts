@@ -306,6 +306,7 @@ export async function prepareMediaTurn(
         extracted = await extractPdfText(fetched.bytes, {
           maxPages: settings.files.pdfMaxPages,
           maxCharacters: settings.files.excerptCharacters,
+          timeoutMs: settings.files.parseTimeoutMs,
         });
       } else {
         const text = decodeTextFile(fetched.bytes);
