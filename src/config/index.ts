@@ -139,6 +139,8 @@ const mediaEnvironmentSchema = z.object({
   /** One download's deadline, redirects and body included. */
   MEDIA_TIMEOUT_MS: integer(15_000, 100),
   MEDIA_MAX_REDIRECTS: integer(3, 0, 10),
+  /** Media turns downloaded and decoded at once per process (memory: each may hold MEDIA_MAX_BYTES). */
+  MEDIA_CONCURRENCY: integer(4, 1, 1000),
   /** Pictures go to the model as image input (per bot in BOTS_FILE too). */
   BOT_VISION: booleanFlag(false),
   /** Give the model the picture's URL instead of its bytes (the provider downloads it). */
@@ -174,6 +176,7 @@ function readMediaSettings(values: z.infer<typeof mediaEnvironmentSchema>): Medi
     timeoutMs: values.MEDIA_TIMEOUT_MS,
     allowHttp: values.MEDIA_ALLOW_HTTP,
     maxRedirects: values.MEDIA_MAX_REDIRECTS,
+    concurrency: values.MEDIA_CONCURRENCY,
     vision: {
       enabled: values.BOT_VISION,
       passUrl: values.MEDIA_VISION_PASS_URL,

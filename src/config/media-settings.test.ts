@@ -14,6 +14,7 @@ describe("loadConfig: the media block", () => {
       maxBytes: 20_000_000,
       timeoutMs: 15_000,
       maxRedirects: 3,
+      concurrency: 4,
       vision: { enabled: false, passUrl: false, maxImageBytes: 4_000_000, maxSide: 2048, detail: "auto" },
       transcription: undefined,
       files: { maxBytes: 5_000_000, excerptCharacters: 6_000, pdfMaxPages: 30, parseTimeoutMs: 20_000 },
@@ -27,6 +28,7 @@ describe("loadConfig: the media block", () => {
       MEDIA_MAX_BYTES: "1000",
       MEDIA_TIMEOUT_MS: "2000",
       MEDIA_MAX_REDIRECTS: "0",
+      MEDIA_CONCURRENCY: "2",
       BOT_VISION: "yes",
       MEDIA_VISION_PASS_URL: "1",
       MEDIA_VISION_MAX_BYTES: "2000",
@@ -52,6 +54,7 @@ describe("loadConfig: the media block", () => {
       timeoutMs: 2000,
       allowHttp: true,
       maxRedirects: 0,
+      concurrency: 2,
       vision: { enabled: true, passUrl: true, maxImageBytes: 2000, maxSide: 1024, detail: "low" },
       transcription: {
         baseUrl: "http://127.0.0.1:9000/v1",

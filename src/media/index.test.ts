@@ -64,6 +64,7 @@ describe("prepareMediaTurn", () => {
     timeoutMs: 5_000,
     allowHttp: true,
     maxRedirects: 3,
+    concurrency: 2,
     vision: {
       enabled: true,
       passUrl: false,
@@ -258,6 +259,20 @@ describe("prepareMediaTurn", () => {
       });
       expect((await run("LOCATION", "{}")).outcome.reason).toBe("unreadable");
     });
+  });
+
+  it("downloads through the shared concurrency limit; locations and videos do not wait for it", async () => {
+    const limited: string[] = [];
+    const limit = <T>(work: () => Promise<T>) => {
+      limited.push("slot");
+      return work();
+    };
+    files.set("/picture", png);
+    await run("PICTURE", { url: `${origin}/picture` }, settings(), { limit });
+    await run("FILE", { url: `${origin}/x.docx`, ext: "docx" }, settings(), { limit });
+    await run("LOCATION", { title: "here" }, settings(), { limit });
+    await run("VIDEO", { url: `${origin}/v` }, settings(), { limit });
+    expect(limited).toEqual(["slot", "slot"]);
   });
 
   it("stops downloading when the reply is cancelled", async () => {

@@ -35,6 +35,7 @@ import {
   readableFileKind,
 } from "./files.ts";
 import type { AllowedHostEntry } from "./hosts.ts";
+import { type ConcurrencyLimit, createConcurrencyLimit } from "./limit.ts";
 import { type MediaCapabilities, type MediaNoteReason, mediaNote } from "./notes.ts";
 import {
   createTranscriber,
@@ -71,6 +72,8 @@ export interface MediaSettings {
   allowHttp: boolean;
   /** MEDIA_MAX_REDIRECTS. */
   maxRedirects: number;
+  /** MEDIA_CONCURRENCY: media turns downloaded and decoded at once per process. */
+  concurrency: number;
   /** BOT_VISION (per bot: the caller passes the bot's own value) and the MEDIA_VISION_* limits. */
   vision: VisionSettings & { enabled: boolean };
   /** ASR_*: undefined when ASR_BASE_URL is not set (voice notes then get a note). */
@@ -86,6 +89,8 @@ export interface MediaDependencies {
   transcribe?: Transcriber | undefined;
   /** Cancels downloads and transcription (the reply's abort signal). */
   signal?: AbortSignal | undefined;
+  /** Shared by every turn of the process: at most MEDIA_CONCURRENCY downloads and decodes at once. */
+  limit?: ConcurrencyLimit | undefined;
 }
 
 /** How the turn went, for the caller's log line and metrics. */
@@ -152,14 +157,28 @@ export function createMediaDependencies(
       }),
     transcribe:
       overrides.transcribe ?? (settings.transcription ? createTranscriber(settings.transcription) : undefined),
+    limit: createConcurrencyLimit(settings.concurrency),
   };
 }
 
 /**
  * Turns one attachment into the user's turn, or into a note. Never throws for anything the sender
- * controls: every failure becomes a note, so a media message is never met with silence.
+ * controls: every failure becomes a note, so a media message is never met with silence. Pictures,
+ * voice and files wait for a slot of the shared concurrency limit; locations and videos do not.
  */
-export async function prepareMediaTurn(
+export function prepareMediaTurn(
+  attachment: MediaAttachment,
+  settings: MediaSettings,
+  dependencies: MediaDependencies,
+): Promise<MediaTurn> {
+  const downloads = attachment.kind === "picture" || attachment.kind === "audio" || attachment.kind === "file";
+  if (downloads && dependencies.limit) {
+    return dependencies.limit(() => prepareWithoutLimit(attachment, settings, dependencies));
+  }
+  return prepareWithoutLimit(attachment, settings, dependencies);
+}
+
+async function prepareWithoutLimit(
   attachment: MediaAttachment,
   settings: MediaSettings,
   dependencies: MediaDependencies,
