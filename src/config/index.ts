@@ -159,6 +159,8 @@ const mediaEnvironmentSchema = z.object({
   /** `verbose_json` gives segment confidences for the "I heard: …" line; `json` for servers without it. */
   ASR_RESPONSE_FORMAT: z.enum(["verbose_json", "json"]).default("verbose_json"),
   ASR_TIMEOUT_MS: integer(30_000, 100),
+  /** NIM's AAC notes: `auto` (as is, remuxed to M4A if refused), `as-is`, or `m4a` (always remuxed). */
+  ASR_AUDIO_FORMAT: z.enum(["auto", "as-is", "m4a"]).default("auto"),
   /** Largest txt/md/csv/json/pdf file read, in bytes. */
   FILE_MAX_BYTES: integer(5_000_000, 1),
   /** Longest file excerpt given to the model, in characters. */
@@ -192,6 +194,7 @@ function readMediaSettings(values: z.infer<typeof mediaEnvironmentSchema>): Medi
           language: values.ASR_LANGUAGE,
           responseFormat: values.ASR_RESPONSE_FORMAT,
           timeoutMs: values.ASR_TIMEOUT_MS,
+          audioFormat: values.ASR_AUDIO_FORMAT,
         }
       : undefined,
     files: {

@@ -40,6 +40,7 @@ describe("loadConfig: the media block", () => {
       ASR_LANGUAGE: "zh",
       ASR_RESPONSE_FORMAT: "json",
       ASR_TIMEOUT_MS: "9000",
+      ASR_AUDIO_FORMAT: "m4a",
       FILE_MAX_BYTES: "3000",
       FILE_EXCERPT_CHARACTERS: "400",
       FILE_PDF_MAX_PAGES: "2",
@@ -63,6 +64,7 @@ describe("loadConfig: the media block", () => {
         language: "zh",
         responseFormat: "json",
         timeoutMs: 9000,
+        audioFormat: "m4a",
       },
       files: { maxBytes: 3000, excerptCharacters: 400, pdfMaxPages: 2, parseTimeoutMs: 5000 },
     });

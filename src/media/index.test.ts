@@ -3,6 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import sharp from "sharp";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { buildAdtsStream } from "../testing/adts.ts";
 import { type FakeOpenAiMedia, startFakeOpenAiMedia } from "../testing/fake-openai-media.ts";
 import { buildTextPdf } from "../testing/text-pdf.ts";
 import {
@@ -14,7 +15,7 @@ import {
   readMediaAttachment,
 } from "./index.ts";
 
-const AAC = Buffer.concat([Buffer.from([0xff, 0xf1, 0x50, 0x80, 0x02, 0x1f, 0xfc]), Buffer.alloc(300, 0x21)]);
+const AAC = buildAdtsStream({ frames: 30 });
 
 describe("prepareMediaTurn", () => {
   let nos: Server;

@@ -23,6 +23,7 @@
  */
 import type { ChatCompletionContentPart } from "openai/resources/chat/completions";
 import type { MediaAttachment, MediaKind } from "./attachment.ts";
+import { AudioConversionError } from "./convert.ts";
 import { checkMediaUrl, createMediaFetcher, MediaFetchError, type MediaFetcher, type MediaTypeRule } from "./fetch.ts";
 import {
   decodeTextFile,
@@ -293,6 +294,7 @@ async function prepareWithoutLimit(
         );
       } catch (error) {
         if (error instanceof TranscriptionError) return noteTurn("transcription-failed", String(error.status ?? ""));
+        if (error instanceof AudioConversionError) return noteTurn("unreadable", "audio-convert");
         throw error;
       }
       if (transcript.noSpeech) return noteTurn("no-speech");

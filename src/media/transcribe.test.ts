@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { buildAdtsStream } from "../testing/adts.ts";
 import { type FakeOpenAiMedia, startFakeOpenAiMedia } from "../testing/fake-openai-media.ts";
 import {
   createTranscriber,
@@ -8,8 +9,8 @@ import {
   type TranscriptionSettings,
 } from "./transcribe.ts";
 
-// The first bytes of an ADTS AAC frame as NIM's clients record them (sync word 0xFFF1), then filler.
-const AAC = Buffer.concat([Buffer.from([0xff, 0xf1, 0x50, 0x80, 0x02, 0x1f, 0xfc]), Buffer.alloc(200, 0x21)]);
+// AAC in ADTS framing, as NIM's clients record voice notes.
+const AAC = buildAdtsStream({ frames: 30 });
 
 describe("createTranscriber", () => {
   let fake: FakeOpenAiMedia;
@@ -78,14 +79,53 @@ describe("createTranscriber", () => {
     expect(fake.transcriptions[0]?.fields.response_format).toBe("json");
   });
 
-  it("hands the note to a converter when one is given", async () => {
+  it("with ASR_AUDIO_FORMAT=m4a hands every note to the converter first", async () => {
     const converted = Buffer.from("RIFF....WAVEfmt ");
-    const transcribe = createTranscriber(settings(), {
+    const transcribe = createTranscriber(settings({ audioFormat: "m4a" }), {
       convertAudio: async () => ({ bytes: converted, extension: "wav", mimeType: "audio/wav" }),
     });
     await transcribe({ bytes: AAC, extension: "aac", mimeType: "audio/aac" });
     expect(fake.transcriptions[0]?.file?.name).toBe("voice.wav");
     expect(fake.transcriptions[0]?.file?.bytes.equals(converted)).toBe(true);
+  });
+
+  describe("an endpoint that refuses raw AAC (like OpenAI's hosted API)", () => {
+    beforeEach(async () => {
+      await fake.close();
+      fake = await startFakeOpenAiMedia({ apiKey: "asr-key", acceptedExtensions: ["m4a", "mp3", "wav"] });
+    });
+
+    it("auto: sends AAC as it is, then once more remuxed to M4A when refused", async () => {
+      const transcribe = createTranscriber(settings({ baseUrl: fake.url }));
+      const transcript = await transcribe({ bytes: AAC, extension: "aac", mimeType: "audio/aac" });
+      expect(transcript.text).toBe("你好，今天天气怎么样？");
+      expect(fake.transcriptions.map((request) => request.file?.name)).toEqual(["voice.aac", "voice.m4a"]);
+      expect(fake.transcriptions[1]?.file?.type).toBe("audio/mp4");
+      expect(fake.transcriptions[1]?.file?.bytes.subarray(4, 8).toString("latin1")).toBe("ftyp");
+    });
+
+    it("m4a: remuxes first and sends once", async () => {
+      const transcribe = createTranscriber(settings({ baseUrl: fake.url, audioFormat: "m4a" }));
+      await transcribe({ bytes: AAC, extension: "aac", mimeType: "audio/aac" });
+      expect(fake.transcriptions.map((request) => request.file?.name)).toEqual(["voice.m4a"]);
+    });
+
+    it("as-is: never converts, and the refusal is reported", async () => {
+      const transcribe = createTranscriber(settings({ baseUrl: fake.url, audioFormat: "as-is" }));
+      const failure = await transcribe({ bytes: AAC, extension: "aac", mimeType: "audio/aac" }).catch((e) => e);
+      expect(failure).toBeInstanceOf(TranscriptionError);
+      expect(failure.status).toBe(400);
+      expect(fake.transcriptions).toHaveLength(1);
+    });
+
+    it("auto: does not retry other formats or other errors", async () => {
+      const transcribe = createTranscriber(settings({ baseUrl: fake.url }));
+      const failure = await transcribe({ bytes: Buffer.from("OggS"), extension: "opus", mimeType: "audio/opus" }).catch(
+        (e) => e,
+      );
+      expect(failure.status).toBe(400);
+      expect(fake.transcriptions).toHaveLength(1);
+    });
   });
 
   it("turns endpoint failures into TranscriptionError without the key", async () => {

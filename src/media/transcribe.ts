@@ -3,11 +3,12 @@
  * (multipart: `file`, `model`, `response_format`, optional `language`), sent with the official
  * `openai` SDK so the multipart body is exactly what OpenAI's clients send.
  *
- * AAC: NIM's voice notes are AAC (`ext: "aac"`). They are sent as they are, named `voice.aac` with
- * type `audio/aac`: whisper.cpp, faster-whisper servers and most hosted Whisper endpoints decode
- * them with ffmpeg. An endpoint that refuses AAC needs a converter, passed in as `convertAudio` (no
- * converter that needs no download step is packaged on npm today: `ffmpeg-static` downloads its
- * binary at install, `@ffmpeg/ffmpeg` runs only in browsers).
+ * AAC: NIM's voice notes are AAC in ADTS framing (`ext: "aac"`). ASR_AUDIO_FORMAT decides:
+ * - `auto` (default): sent as they are (`voice.aac`, `audio/aac`; whisper.cpp and faster-whisper
+ *   servers decode them with ffmpeg); when the endpoint refuses that with 400/415 (OpenAI's hosted
+ *   API lists m4a but not aac), the note is remuxed to M4A (./convert.ts) and sent once more.
+ * - `as-is`: never converted. `m4a`: always remuxed first (saves the refused request).
+ * Remuxing only changes the container (the audio stays the same AAC), so no codec is involved.
  *
  * Uncertainty: with `response_format: "verbose_json"` (ASR_RESPONSE_FORMAT, default) Whisper-style
  * servers return per-segment `avg_logprob`, `no_speech_prob` and `compression_ratio`. A transcript is
@@ -18,6 +19,7 @@
  * transcript counts as certain: there is nothing to judge it by.
  */
 import OpenAI, { toFile } from "openai";
+import { AudioConversionError, isAdtsAac, remuxAacToM4a } from "./convert.ts";
 
 export interface TranscriptionSettings {
   /** ASR_BASE_URL, e.g. `https://api.openai.com/v1`. */
@@ -32,6 +34,8 @@ export interface TranscriptionSettings {
   responseFormat: "verbose_json" | "json";
   /** ASR_TIMEOUT_MS. */
   timeoutMs: number;
+  /** ASR_AUDIO_FORMAT: `auto` (default), `as-is` or `m4a` (see above). */
+  audioFormat?: "auto" | "as-is" | "m4a";
 }
 
 export interface AudioInput {
@@ -64,7 +68,7 @@ export class TranscriptionError extends Error {
 export interface TranscriberDependencies {
   /** Injected fetch for the SDK (tests); default the global fetch. */
   fetch?: typeof fetch;
-  /** Converts audio the endpoint cannot take; called for every note when given. */
+  /** Converts audio the endpoint cannot take (default: AAC remuxed to M4A, ./convert.ts). */
   convertAudio?: (audio: AudioInput) => Promise<AudioInput>;
 }
 
@@ -99,28 +103,47 @@ export function createTranscriber(
     ...(dependencies.fetch ? { fetch: dependencies.fetch } : {}),
   });
 
-  return async (input, signal) => {
-    const audio = dependencies.convertAudio ? await dependencies.convertAudio(input) : input;
+  const convertAudio = dependencies.convertAudio ?? remuxAacToM4a;
+  const audioFormat = settings.audioFormat ?? "auto";
+
+  const send = async (audio: AudioInput, signal: AbortSignal | undefined): Promise<unknown> => {
     const file = await toFile(audio.bytes, `voice.${audio.extension}`, { type: audio.mimeType });
-    let response: unknown;
-    try {
-      response = await client.audio.transcriptions.create(
-        {
-          file,
-          model: settings.model,
-          response_format: settings.responseFormat,
-          ...(settings.language ? { language: settings.language } : {}),
-        },
-        signal ? { signal } : {},
-      );
-    } catch (error) {
-      if (error instanceof OpenAI.APIError) {
-        throw new TranscriptionError(`speech endpoint answered ${error.status ?? "without a status"}`, error.status);
-      }
-      throw new TranscriptionError(`speech endpoint failed: ${error instanceof Error ? error.name : "unknown error"}`);
-    }
-    return judgeTranscript(response);
+    return client.audio.transcriptions.create(
+      {
+        file,
+        model: settings.model,
+        response_format: settings.responseFormat,
+        ...(settings.language ? { language: settings.language } : {}),
+      },
+      signal ? { signal } : {},
+    );
   };
+
+  return async (input, signal) => {
+    const first = audioFormat === "m4a" ? await convertAudio(input) : input;
+    try {
+      return judgeTranscript(await send(first, signal));
+    } catch (error) {
+      const refusedFormat = error instanceof OpenAI.APIError && (error.status === 400 || error.status === 415);
+      if (!(audioFormat === "auto" && refusedFormat && first === input && isAdtsAac(input))) {
+        throw toTranscriptionError(error);
+      }
+    }
+    // The endpoint refused raw AAC: the same audio in an M4A container, once.
+    try {
+      return judgeTranscript(await send(await convertAudio(input), signal));
+    } catch (error) {
+      throw toTranscriptionError(error);
+    }
+  };
+}
+
+function toTranscriptionError(error: unknown): Error {
+  if (error instanceof AudioConversionError) return error;
+  if (error instanceof OpenAI.APIError) {
+    return new TranscriptionError(`speech endpoint answered ${error.status ?? "without a status"}`, error.status);
+  }
+  return new TranscriptionError(`speech endpoint failed: ${error instanceof Error ? error.name : "unknown error"}`);
 }
 
 /** Reads a `json` or `verbose_json` answer into a {@link Transcript}. */
