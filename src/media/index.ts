@@ -188,14 +188,14 @@ async function prepareWithoutLimit(
     vision: settings.vision.enabled,
     transcription: dependencies.transcribe !== undefined,
   };
-  const noteTurn = (reason: MediaNoteReason, detail?: string, userText?: string, limitBytes?: number): MediaTurn => {
+  const noteTurn = (reason: MediaNoteReason, detail?: string, limitBytes?: number): MediaTurn => {
     const options: { limitBytes?: number; extension?: string } = {};
     if (limitBytes !== undefined) options.limitBytes = limitBytes;
     if (attachment.extension !== undefined) options.extension = attachment.extension;
     const outcome: MediaOutcome = { kind: attachment.kind, status: "note", reason };
     if (detail !== undefined) outcome.detail = detail;
     return {
-      userText: userText ?? placeholderOf(attachment),
+      userText: placeholderOf(attachment),
       note: mediaNote(attachment.kind, reason, capabilities, options),
       outcome,
     };
@@ -205,7 +205,7 @@ async function prepareWithoutLimit(
     if (!(error instanceof MediaFetchError)) throw error;
     switch (error.reason) {
       case "too-large":
-        return noteTurn("too-large", error.reason, undefined, limitBytes);
+        return noteTurn("too-large", error.reason, limitBytes);
       case "wrong-type":
         return noteTurn("wrong-type", error.reason);
       case "http-status":
@@ -243,7 +243,7 @@ async function prepareWithoutLimit(
         }
       }
       if (declaredTooLarge(attachment, settings.maxBytes)) {
-        return noteTurn("too-large", "declared-size", undefined, settings.maxBytes);
+        return noteTurn("too-large", "declared-size", settings.maxBytes);
       }
       let fetched: Awaited<ReturnType<MediaFetcher>>;
       try {
@@ -257,7 +257,7 @@ async function prepareWithoutLimit(
       const prepared = await prepareImage(fetched.bytes, fetched.mimeType, settings.vision);
       if (prepared.kind === "refused") {
         return prepared.reason === "too-large"
-          ? noteTurn("too-large", "image-limits", undefined, settings.vision.maxImageBytes)
+          ? noteTurn("too-large", "image-limits", settings.vision.maxImageBytes)
           : noteTurn("unreadable", "image-decode");
       }
       const outcome: MediaOutcome = { kind: "picture", status: "read" };
@@ -274,7 +274,7 @@ async function prepareWithoutLimit(
       if (transcribe === undefined) return noteTurn("unsupported");
       if (attachment.url === undefined) return noteTurn("unavailable", "no-url");
       if (declaredTooLarge(attachment, settings.maxBytes)) {
-        return noteTurn("too-large", "declared-size", undefined, settings.maxBytes);
+        return noteTurn("too-large", "declared-size", settings.maxBytes);
       }
       let fetched: Awaited<ReturnType<MediaFetcher>>;
       try {
@@ -293,7 +293,8 @@ async function prepareWithoutLimit(
           dependencies.signal,
         );
       } catch (error) {
-        if (error instanceof TranscriptionError) return noteTurn("transcription-failed", String(error.status ?? ""));
+        if (error instanceof TranscriptionError)
+          return noteTurn("transcription-failed", error.status === undefined ? "no-status" : String(error.status));
         if (error instanceof AudioConversionError) return noteTurn("unreadable", "audio-convert");
         throw error;
       }
@@ -311,7 +312,7 @@ async function prepareWithoutLimit(
       if (fileKind === undefined) return noteTurn("unsupported-file-type");
       if (attachment.url === undefined) return noteTurn("unavailable", "no-url");
       if (declaredTooLarge(attachment, settings.files.maxBytes)) {
-        return noteTurn("too-large", "declared-size", undefined, settings.files.maxBytes);
+        return noteTurn("too-large", "declared-size", settings.files.maxBytes);
       }
       let fetched: Awaited<ReturnType<MediaFetcher>>;
       try {
