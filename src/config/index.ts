@@ -5,6 +5,8 @@
  */
 import { z } from "zod";
 import { isTimeZone } from "../usage/day.ts";
+import { AllowedHostsError, DEFAULT_MEDIA_ALLOWED_HOSTS, parseAllowedHosts } from "../media/hosts.ts";
+import type { MediaSettings } from "../media/index.ts";
 
 const optionalText = z
   .string()
@@ -191,6 +193,96 @@ const environmentSchema = z.object({
   USAGE_TIME_ZONE: z.string().default("UTC").refine(isTimeZone, "must be an IANA time zone, e.g. Asia/Shanghai"),
 });
 
+// ─── Pictures, voice, files and locations (issue 14; README "Pictures, voice and files") ───────────
+// Kept in a schema of its own so the media settings read, validate and document as one block.
+const mediaEnvironmentSchema = z.object({
+  /** Hosts media may be fetched from: `host`, `*.domain` (subdomains), `host:port`. See src/media/hosts.ts. */
+  MEDIA_ALLOWED_HOSTS: z
+    .string()
+    .default(DEFAULT_MEDIA_ALLOWED_HOSTS)
+    .superRefine((value, context) => {
+      try {
+        parseAllowedHosts(value);
+      } catch (error) {
+        if (!(error instanceof AllowedHostsError)) throw error;
+        context.addIssue({ code: "custom", message: error.message.replace(/^MEDIA_ALLOWED_HOSTS: /, "") });
+      }
+    }),
+  /** Also fetch http:// media (tests, a local storage stand-in). */
+  MEDIA_ALLOW_HTTP: booleanFlag(false),
+  /** Largest picture or voice note downloaded, in bytes. */
+  MEDIA_MAX_BYTES: integer(20_000_000, 1),
+  /** One download's deadline, redirects and body included. */
+  MEDIA_TIMEOUT_MS: integer(15_000, 100),
+  MEDIA_MAX_REDIRECTS: integer(3, 0, 10),
+  /** Media turns downloaded and decoded at once per process (memory: each may hold MEDIA_MAX_BYTES). */
+  MEDIA_CONCURRENCY: integer(4, 1, 1000),
+  /** Pictures go to the model as image input (per bot in BOTS_FILE too). */
+  BOT_VISION: booleanFlag(false),
+  /** Give the model the picture's URL instead of its bytes (the provider downloads it). */
+  MEDIA_VISION_PASS_URL: booleanFlag(false),
+  /** Largest picture sent to the model, after scaling down, in bytes. */
+  MEDIA_VISION_MAX_BYTES: integer(4_000_000, 1_000),
+  /** Longest side sent to the model, in pixels; larger pictures are scaled down. */
+  MEDIA_VISION_MAX_SIDE: integer(2048, 64, 16_384),
+  MEDIA_VISION_DETAIL: z.enum(["auto", "low", "high"]).default("auto"),
+  /** OpenAI-compatible speech-to-text base URL (…/v1); unset = voice notes get a note. */
+  ASR_BASE_URL: optionalText.refine((value) => value === undefined || URL.canParse(value), "must be a URL"),
+  ASR_MODEL: z.string().trim().min(1).default("whisper-1"),
+  ASR_API_KEY: optionalText,
+  /** ISO-639-1 language hint (e.g. zh); unset = the model detects it. */
+  ASR_LANGUAGE: optionalText,
+  /** `verbose_json` gives segment confidences for the "I heard: …" line; `json` for servers without it. */
+  ASR_RESPONSE_FORMAT: z.enum(["verbose_json", "json"]).default("verbose_json"),
+  ASR_TIMEOUT_MS: integer(30_000, 100),
+  /** NIM's AAC notes: `auto` (as is, remuxed to M4A if refused), `as-is`, or `m4a` (always remuxed). */
+  ASR_AUDIO_FORMAT: z.enum(["auto", "as-is", "m4a"]).default("auto"),
+  /** Largest txt/md/csv/json/pdf file read, in bytes. */
+  FILE_MAX_BYTES: integer(5_000_000, 1),
+  /** Longest file excerpt given to the model, in characters. */
+  FILE_EXCERPT_CHARACTERS: integer(6_000, 100),
+  FILE_PDF_MAX_PAGES: integer(30, 1, 1000),
+  /** A PDF still being read after this is given up (it is read in a thread of its own). */
+  FILE_PARSE_TIMEOUT_MS: integer(20_000, 100),
+});
+
+function readMediaSettings(values: z.infer<typeof mediaEnvironmentSchema>): MediaSettings {
+  return {
+    // Validated by the schema above, so this parse cannot fail here.
+    allowedHosts: parseAllowedHosts(values.MEDIA_ALLOWED_HOSTS),
+    maxBytes: values.MEDIA_MAX_BYTES,
+    timeoutMs: values.MEDIA_TIMEOUT_MS,
+    allowHttp: values.MEDIA_ALLOW_HTTP,
+    maxRedirects: values.MEDIA_MAX_REDIRECTS,
+    concurrency: values.MEDIA_CONCURRENCY,
+    vision: {
+      enabled: values.BOT_VISION,
+      passUrl: values.MEDIA_VISION_PASS_URL,
+      maxImageBytes: values.MEDIA_VISION_MAX_BYTES,
+      maxSide: values.MEDIA_VISION_MAX_SIDE,
+      detail: values.MEDIA_VISION_DETAIL,
+    },
+    transcription: values.ASR_BASE_URL
+      ? {
+          baseUrl: values.ASR_BASE_URL,
+          model: values.ASR_MODEL,
+          apiKey: values.ASR_API_KEY,
+          language: values.ASR_LANGUAGE,
+          responseFormat: values.ASR_RESPONSE_FORMAT,
+          timeoutMs: values.ASR_TIMEOUT_MS,
+          audioFormat: values.ASR_AUDIO_FORMAT,
+        }
+      : undefined,
+    files: {
+      maxBytes: values.FILE_MAX_BYTES,
+      excerptCharacters: values.FILE_EXCERPT_CHARACTERS,
+      pdfMaxPages: values.FILE_PDF_MAX_PAGES,
+      parseTimeoutMs: values.FILE_PARSE_TIMEOUT_MS,
+    },
+  };
+}
+// ─── end of the media block ────────────────────────────────────────────────────────────────────────
+
 // BOT_GENERATOR must fail loudly on a typo rather than fall back, so it is validated separately.
 const generatorSchema = z.enum(["openai", "http", "demo"]).optional();
 
@@ -295,6 +387,8 @@ export interface Config {
     pausedNote: string | undefined;
     usageTimeZone: string;
   };
+  /** Pictures, voice, files and locations (the media block above). */
+  media: MediaSettings;
 }
 
 export class ConfigurationError extends Error {
@@ -324,8 +418,13 @@ export function loadConfig(
     }
   }
   if (!generatorParsed.success) problems.push("BOT_GENERATOR: must be one of openai, http, demo");
-  if (!parsed.success || !generatorParsed.success) throw new ConfigurationError(problems);
+  const mediaParsed = mediaEnvironmentSchema.safeParse(environment);
+  if (!mediaParsed.success) {
+    for (const issue of mediaParsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
+  }
+  if (!parsed.success || !generatorParsed.success || !mediaParsed.success) throw new ConfigurationError(problems);
   const values = parsed.data;
+  const media = readMediaSettings(mediaParsed.data);
 
   for (const name of options.require ?? []) {
     // With BOTS_FILE the bots (and the default one) come from the file; NIM_BOT_ACCID is optional.
@@ -453,5 +552,6 @@ export function loadConfig(
       pausedNote: values.PAUSED_NOTE,
       usageTimeZone: values.USAGE_TIME_ZONE,
     },
+    media,
   };
 }
