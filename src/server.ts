@@ -21,6 +21,7 @@ import { interceptRoute } from "./intercept/route.ts";
 import { enforceLimit, optionalPerMinuteLimit } from "./limits/http.ts";
 import { createReplyLimits, createSendBudget } from "./limits/index.ts";
 import { createRetentionJob } from "./maintenance/retention.ts";
+import { createMediaDependencies, prepareMediaTurn, readMediaAttachment } from "./media/index.ts";
 import { createMetrics, metricsRoute } from "./metrics/index.ts";
 import { createModerator } from "./moderation/index.ts";
 import { createUserMessageModeration } from "./moderation/user-messages.ts";
@@ -38,6 +39,7 @@ import { guardRegisterService } from "./register/guarded-service.ts";
 import { createRedisKeyedLock } from "./register/redis-lock.ts";
 import { registerRoute } from "./register/route.ts";
 import { createRegisterService } from "./register/service.ts";
+import { parsePayload } from "./reply/admission.ts";
 import { type Clock, systemClock } from "./reply/clock.ts";
 import { combineObservers, type ReplyObserver } from "./reply/observer.ts";
 import { type BotProfile, createReplyProcessor } from "./reply/processor.ts";
@@ -51,6 +53,7 @@ import { createCallbackGuard } from "./security/callback-guard.ts";
 import { createSourceGuard, parseAddressList } from "./security/ip-allow-list.ts";
 import { createBoundedAudit } from "./security/rejection-audit.ts";
 import { type Database, openDatabase } from "./storage/database.ts";
+import type { InboxMessage } from "./storage/repositories.ts";
 import { createRepositories, type Repositories } from "./storage/repositories.ts";
 import { replyMentionFields } from "./teams/mentions.ts";
 
@@ -256,6 +259,22 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
           },
         })
       : customTransport;
+  // Pictures, voice, files and locations (src/media): fetched only from MEDIA_ALLOWED_HOSTS.
+  const media = createMediaDependencies(config.media);
+  const prepareMedia = async (message: InboxMessage, signal: AbortSignal) => {
+    const stored = parsePayload<{ rawType: string; attach: unknown }>(message.payload);
+    const attachment = readMediaAttachment(String(stored.rawType ?? message.message_type), stored.attach);
+    if (!attachment) return undefined;
+    const vision = registry.find(message.bot_accid)?.vision ?? config.media.vision.enabled;
+    return prepareMediaTurn(
+      attachment,
+      { ...config.media, vision: { ...config.media.vision, enabled: vision } },
+      {
+        ...media,
+        signal,
+      },
+    );
+  };
   const runWorker = overrides.worker ?? config.role !== "http";
   const serveHttpRoutes = config.role !== "worker";
   const processor = runWorker
@@ -276,6 +295,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         observer,
         replyLimits: (accid: string) => replyLimitsByBot.get(accid.toLowerCase()),
         debounceMs: config.conversation.debounceMs,
+        media: prepareMedia,
         ...(moderator ? { moderator } : {}),
         ...(sendBudget ? { sendBudget } : {}),
         respectNimAntispam: config.moderation.respectNimAntispam,
@@ -349,6 +369,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       bots: registry,
       teamSession: config.conversation.teamSession,
       now: () => clock.now(),
+      // Never silence: every kind of media message to a bot is answered (read, or a note).
+      acceptsMessageType: (type) => ["picture", "audio", "video", "file", "location"].includes(type),
     }),
     turnControl,
   });

@@ -83,6 +83,8 @@ const entrySchema = z.strictObject({
   reply_limit_per_day: optionalCount,
   // Operator console (src/usage/budget.ts): tokens this bot may use per day; 0 or absent: BOT_DAILY_TOKEN_BUDGET.
   daily_token_budget: optionalCount,
+  // Pictures to this bot go to its model as image input (BOT_VISION for this bot only).
+  vision: z.boolean().optional(),
 });
 
 const documentSchema = z.strictObject({ bots: z.array(z.unknown()) });
@@ -239,6 +241,7 @@ function resolveEntry(entry: Entry, defaults: BotDefaults, problems: string[]): 
       replyPerDay: entry.reply_limit_per_day ?? defaults.limits.replyPerDay,
     },
     ...(entry.daily_token_budget ? { dailyTokenBudget: entry.daily_token_budget } : {}),
+    ...(entry.vision !== undefined ? { vision: entry.vision } : {}),
   };
 }
 

@@ -35,6 +35,8 @@ export interface BotDefinition {
    * Absent: BOT_DAILY_TOKEN_BUDGET applies.
    */
   dailyTokenBudget?: number;
+  /** BOTS_FILE `vision`: pictures go to this bot's model as image input; default BOT_VISION. */
+  vision?: boolean;
 }
 
 /** What `/im/register` returns in `bots`: nothing secret. */

@@ -4,9 +4,9 @@
  * naming each variable, so an operator fixes the whole environment in one go.
  */
 import { z } from "zod";
-import { isTimeZone } from "../usage/day.ts";
 import { AllowedHostsError, DEFAULT_MEDIA_ALLOWED_HOSTS, parseAllowedHosts } from "../media/hosts.ts";
 import type { MediaSettings } from "../media/index.ts";
+import { isTimeZone } from "../usage/day.ts";
 
 const optionalText = z
   .string()

@@ -19,6 +19,12 @@ export interface GenerationRequest {
   history: ChatTurn[];
   systemPrompt: string;
   /**
+   * Optional: the user's turn as OpenAI Chat Completions content parts (a picture with
+   * BOT_VISION): an OpenAI-compatible generator sends these instead of `message`; others use
+   * `message` (the text placeholder).
+   */
+  messageContent?: unknown[];
+  /**
    * Optional: a generator that learns what the request cost (OpenAI's `usage` chunk with
    * `stream_options.include_usage`) reports it here, once. Generators that cannot know leave it
    * alone; the pipeline then stores an estimate (src/usage/estimate.ts).

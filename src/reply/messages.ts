@@ -240,3 +240,7 @@ export const resetConfirmationText = "好的，我们重新开始吧。\nOK, let
 
 /** The answer to /stop when no reply of that conversation was running. */
 export const nothingToStopText = "现在没有正在生成的回复。\nThere is no reply in progress to stop.";
+
+/** The answer to an attachment the bridge could not read at all (no usable URL or fields). */
+export const unreadableMediaText =
+  "抱歉，我打不开这个附件。请用文字描述一下。\nSorry, I could not open that attachment. Please describe it in text.";

@@ -13,7 +13,15 @@ export type ReplyPlan =
    * Ask the generator and stream its answer. With REPLY_DEBOUNCE_MS a burst of messages is one
    * turn: `text` is their texts joined, `merged` the later messages it answers too.
    */
-  | { action: "answer"; text?: string; merged?: string[] }
+  | {
+      action: "answer";
+      text?: string;
+      merged?: string[];
+      /** Non-text messages: the reply starts with this (what an uncertain transcript was heard as). */
+      prefix?: string;
+      /** A picture for a vision model: its content parts are prepared again when generating. */
+      vision?: boolean;
+    }
   /** Send this text as the whole reply with this status (refusals, notes, limits). */
   | { action: "say"; status: ReplyStatus; text: string }
   /** Clear the conversation's context, then confirm with this text. */

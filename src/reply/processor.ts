@@ -15,6 +15,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { ChatTurn, ReplyGenerator, ReplySource } from "../generators/types.ts";
 import type { SendBudget } from "../limits/types.ts";
+import type { MediaTurn } from "../media/index.ts";
 import type { Moderator } from "../moderation/types.ts";
 import type { ReplyJob } from "../queue/types.ts";
 import type { InboxMessage, Reply, Repositories } from "../storage/repositories.ts";
@@ -27,7 +28,7 @@ import type { Clock } from "./clock.ts";
 import { messageIdOfInboxKey } from "./conversation.ts";
 import { gatherBurst, isMergeable } from "./debounce.ts";
 import { startLeaseKeeper } from "./lease-keeper.ts";
-import { apologyText } from "./messages.ts";
+import { apologyText, unreadableMediaText } from "./messages.ts";
 import type { ReplyObserver } from "./observer.ts";
 import { parsePlan, type ReplyPlan, serializePlan } from "./plan.ts";
 import type { ReplyAddress, ReplyStatus, ReplyTransport } from "./transport/types.ts";
@@ -73,6 +74,11 @@ export interface ReplyProcessorOptions {
   enqueue: (job: ReplyJob) => Promise<void>;
   /** REPLY_DEBOUNCE_MS: merge a burst of one conversation's messages into one turn (0 = off). */
   debounceMs?: number;
+  /**
+   * Non-text messages (pictures, voice, files, locations): what the user's turn is (src/media
+   * `prepareMediaTurn`); undefined when the attachment cannot be read at all.
+   */
+  media?: (message: InboxMessage, signal: AbortSignal) => Promise<MediaTurn | undefined>;
 }
 
 export interface ReplyProcessor {
@@ -281,6 +287,9 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       inbox.msgid_server,
     );
     const account = await repositories.accounts.findByAccid(inbox.from_accid);
+    // A picture for a vision model: its content parts are prepared again (bytes are never stored).
+    const messageContent = plan.vision ? (await options.media?.(inbox, controller.signal))?.modelContent : undefined;
+    if (plan.prefix && writer.nextSeq === 0) await writer.writeSegment(`${plan.prefix}\n\n`);
     let sources: ReplySource[] | undefined;
     let reported: { promptTokens: number; completionTokens: number } | undefined;
     const textBefore = writer.text;
@@ -293,6 +302,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         message: plan.text ?? inbox.text,
         history,
         systemPrompt: bot.systemPrompt,
+        ...(messageContent?.length ? { messageContent } : {}),
         reportSources: (reportedSources) => {
           sources = reportedSources;
         },
@@ -395,11 +405,40 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
 
   /** Admission, after waiting out a burst when REPLY_DEBOUNCE_MS is set; the burst is judged as one text. */
   async function decideWithBurst(inbox: InboxMessage, signal: AbortSignal): Promise<ReplyPlan> {
+    if (inbox.message_type !== "text") return decideMedia(inbox, signal);
     if (!options.debounceMs || !isMergeable(inbox)) return decide(inbox);
     const burst = await gatherBurst(inbox, { repositories, clock, debounceMs: options.debounceMs, signal });
     if (burst.merged.length === 0) return decide(inbox);
     const plan = await decide({ ...inbox, text: burst.text });
     return plan.action === "answer" ? { action: "answer", text: burst.text, merged: burst.merged } : plan;
+  }
+
+  /**
+   * A non-text message is never met with silence: a bilingual note where the bot cannot read it,
+   * else the turn's text (transcript, excerpt, placeholder) is judged like any text.
+   */
+  async function decideMedia(inbox: InboxMessage, signal: AbortSignal): Promise<ReplyPlan> {
+    if (inbox.recalled === 1) return { action: "skip", reason: "recalled" };
+    const turn = await options.media?.(inbox, signal).catch((error: unknown) => {
+      logger.warn({ err: error, msgidServer: inbox.msgid_server }, "media could not be prepared");
+      return undefined;
+    });
+    if (!turn) return { action: "say", status: "ok", text: unreadableMediaText };
+    await repositories.audit.record(
+      "reply.media",
+      inbox.msgid_server,
+      { ...turn.outcome, bot: inbox.bot_accid },
+      clock.now(),
+    );
+    if (turn.note) return { action: "say", status: "ok", text: turn.note };
+    const plan = await decide({ ...inbox, text: turn.userText });
+    if (plan.action !== "answer") return plan;
+    return {
+      action: "answer",
+      text: turn.userText,
+      ...(turn.replyPrefix ? { prefix: turn.replyPrefix } : {}),
+      ...(turn.modelContent ? { vision: true } : {}),
+    };
   }
 
   /** The later messages of a burst are answered by this reply: they are done (idempotent on resume). */

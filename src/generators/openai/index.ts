@@ -112,7 +112,13 @@ export function buildMessages(request: GenerationRequest): ChatCompletionMessage
   const messages: ChatCompletionMessageParam[] = [];
   if (request.systemPrompt) messages.push({ role: "system", content: request.systemPrompt });
   for (const turn of request.history) messages.push({ role: turn.role, content: turn.content });
-  messages.push({ role: "user", content: request.message });
+  // A picture with BOT_VISION: content parts (text placeholder + image), else the text.
+  messages.push({
+    role: "user",
+    content: request.messageContent?.length
+      ? (request.messageContent as Extract<ChatCompletionMessageParam, { role: "user" }>["content"])
+      : request.message,
+  });
   return messages;
 }
 
