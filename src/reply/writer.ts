@@ -239,6 +239,15 @@ export class ReplyWriter {
         },
         clock.now(),
       );
+      if (address.scope === "team" && (code === "804" || code === "109404")) {
+        // The bot is not a member of the team: no retry can help; the operator must add it.
+        await repositories.audit.record(
+          "reply.not_in_team",
+          address.replyTo,
+          { bot: address.botAccid, team: address.to, code },
+          clock.now(),
+        );
+      }
       this.options.logger.error({ msgidServer: address.replyTo, seq: message.seq, code }, "NIM send failed");
       this.options.onDeliveryFailed();
       throw new DeliveryFailedError("message could not be delivered");
