@@ -101,7 +101,7 @@ export async function produceAnswer(options: AnswerOptions): Promise<AnswerResul
         .finally(() => {
           if (!options.signal.aborted && keepAliveHandle !== undefined) checkKeepAlive();
         });
-    }, KEEP_ALIVE_CHECK_MS);
+    }, writer.keepAliveCheckMs() ?? KEEP_ALIVE_CHECK_MS);
   };
   checkKeepAlive();
   options.signal.addEventListener("abort", onAbort, { once: true });

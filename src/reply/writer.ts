@@ -66,7 +66,7 @@ export class ReplyWriter {
       set: async (values) => {
         const next = { ...this.stateValues, ...values };
         await options.repositories.replies.setTransportState(
-          options.address.replyTo,
+          options.reply.reply_to,
           JSON.stringify(next),
           options.clock.now(),
         );
@@ -125,6 +125,11 @@ export class ReplyWriter {
    * Sends the transport's keep-alive when one is due (a native stream message must see a chunk at
    * least every 30 s while the generator is quiet); a no-op for transports without one.
    */
+  /** How often the pipeline should call {@link keepAliveIfDue}; undefined: the transport does not say. */
+  keepAliveCheckMs(): number | undefined {
+    return this.options.transport.keepAliveCheckMs;
+  }
+
   keepAliveIfDue(): Promise<void> {
     const { transport, address, clock } = this.options;
     if (!transport.encodeKeepAlive || !transport.keepAliveDue) return Promise.resolve();
@@ -176,7 +181,9 @@ export class ReplyWriter {
 
   private async commit(messages: OutboundMessage[], finalStatus?: ReplyStatus): Promise<void> {
     const committed = await this.options.repositories.replies.commitOutbox(
-      { replyTo: this.options.address.replyTo, streamId: this.options.address.streamId },
+      // The reply's own key: in a team that is the inbox key `msgidServer#bot`, while the
+      // address's replyTo is NIM's id that clients see.
+      { replyTo: this.options.reply.reply_to, streamId: this.options.address.streamId },
       messages.map((message) => ({
         seq: message.seq,
         kind: message.kind,
