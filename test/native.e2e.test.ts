@@ -13,6 +13,7 @@ import { buildMessageCopy, newMessageIdServer } from "../src/callback/build.ts";
 import type { NimEmulatorOptions } from "../src/emulator/index.ts";
 import { startNimEmulator } from "../src/emulator/index.ts";
 import type { EmulatorStream } from "../src/emulator/state.ts";
+import { streamMessagePath } from "../src/emulator/v2-api.ts";
 import { type FakeOpenAiScenario, startFakeOpenAi } from "../src/testing/fake-openai.ts";
 import { APP_KEY, APP_SECRET, BOT, freePort, Stack, sleep } from "./harness.ts";
 
@@ -242,6 +243,46 @@ describe("native stream mode, end to end", () => {
     expect(streamIds.size).toBe(1);
     // Any other stream message is an abandoned one still open (NIM's gap ends it), never a second finish.
     for (const stream of streams) if (stream !== finished[0]) expect(stream.status).toBe("streaming");
+    expect(customMessagesOfBot(stack)).toHaveLength(0);
+  }, 60_000);
+
+  it("after a SIGKILL with a chunk NIM applied but never answered, continues in a new stream message", async () => {
+    const text = Array.from({ length: 40 }, (_, index) => `段落${index}。`).join("");
+    stack = await startNativeStack({
+      childProcess: true,
+      scenario: { kind: "text", text, pieces: 40, delayMs: 60 },
+      // Longer than the held answer below: the bridge is still waiting for it when it is killed.
+      env: { NIM_REQUEST_TIMEOUT_MS: "5000" },
+    });
+    const accid = await stack.register("native-inflight");
+    const replyTo = await stack.send(accid, "tell me another long story");
+    const deadline = Date.now() + 15_000;
+    const chunksSoFar = () => streamsOf(stack!, replyTo).reduce((sum, stream) => sum + stream.chunks.length, 0);
+    while (chunksSoFar() < 4 && Date.now() < deadline) await sleep(10);
+    expect(chunksSoFar()).toBeGreaterThanOrEqual(4);
+    // The next chunk is applied at NIM but its answer is held: the bridge cannot know it arrived.
+    stack.emulator.faults.push({ path: streamMessagePath, kind: "delay", ms: 3_000, when: "after" });
+    const held = () => stack!.emulator.state.requests.some((request) => request.fault === "delay after");
+    while (!held() && Date.now() < deadline) await sleep(5);
+    expect(held()).toBe(true);
+    await stack.killBridge();
+    const [abandoned] = streamsOf(stack, replyTo);
+    const abandonedText = abandoned!.text;
+    await stack.startBridge();
+    const streams = await waitForNativeReply(stack, replyTo, 25_000);
+    for (const stream of streams) expectWellFormedStream(stream);
+    expect(streams).toHaveLength(2);
+    // The abandoned stream message keeps what it had (NIM's gap ends it later); nothing was added after the kill.
+    expect(streams[0]).toBe(abandoned);
+    expect(streams[0]!.status).toBe("streaming");
+    expect(streams[0]!.text).toBe(abandonedText);
+    expect(text.startsWith(abandonedText)).toBe(true);
+    // The replacement repeats that text, so it holds the whole answer on its own, and ends the reply.
+    expect(streams[1]!.status).toBe("complete");
+    expect(streams[1]!.text).toBe(text);
+    expect(streams[1]!.messageClientId).not.toBe(streams[0]!.messageClientId);
+    expect(extensionOf(streams[1]!)).toMatchObject({ status: "ok", done: true, reply_to: replyTo });
+    expect(extensionOf(streams[1]!)!.stream_id).toBe(extensionOf(streams[0]!)!.stream_id);
     expect(customMessagesOfBot(stack)).toHaveLength(0);
   }, 60_000);
 
