@@ -220,10 +220,13 @@ export class ReplyWriter {
       this.lastSentAt = clock.now();
       if (!this.sentAny) {
         this.sentAny = true;
-        observer?.firstSegment?.(address.replyTo);
+        // Observers key replies as started/finished do: by the reply's own key (msgidServer#bot in a team).
+        observer?.firstSegment?.(this.options.reply.reply_to);
       }
       observer?.sent?.(message.kind, "ok", clock.now() - startedAt);
-      if (message.delta !== "") observer?.delta?.(address.replyTo, this.options.reply.conversation_id, message.delta);
+      if (message.delta !== "") {
+        observer?.delta?.(this.options.reply.reply_to, this.options.reply.conversation_id, message.delta);
+      }
     } catch (error) {
       // Shutdown or a lost lease cut the call short: the row stays pending for whoever continues.
       if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
