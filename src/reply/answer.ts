@@ -88,8 +88,9 @@ export async function produceAnswer(options: AnswerOptions): Promise<AnswerResul
   });
   // A cancelled reply sends nothing more from the segmenter (a stop keeps only what was sent).
   const onAbort = () => segmenter.abort();
-  // While the generator is quiet, a transport with a gap rule gets its keep-alives (checked every
-  // few seconds; the writer decides whether one is due and serializes it with the segments).
+  // While the generator is quiet, a transport with a gap rule gets its keep-alives (checked as often
+  // as the transport asks, else every few seconds; the writer decides whether one is due and
+  // serializes it with the segments).
   let keepAliveHandle: unknown;
   const checkKeepAlive = () => {
     keepAliveHandle = clock.setTimeout(() => {
@@ -101,7 +102,7 @@ export async function produceAnswer(options: AnswerOptions): Promise<AnswerResul
         .finally(() => {
           if (!options.signal.aborted && keepAliveHandle !== undefined) checkKeepAlive();
         });
-    }, KEEP_ALIVE_CHECK_MS);
+    }, writer.keepAliveCheckMs() ?? KEEP_ALIVE_CHECK_MS);
   };
   checkKeepAlive();
   options.signal.addEventListener("abort", onAbort, { once: true });

@@ -66,7 +66,7 @@ export class ReplyWriter {
       set: async (values) => {
         const next = { ...this.stateValues, ...values };
         await options.repositories.replies.setTransportState(
-          options.address.replyTo,
+          options.reply.reply_to,
           JSON.stringify(next),
           options.clock.now(),
         );
@@ -125,6 +125,11 @@ export class ReplyWriter {
    * Sends the transport's keep-alive when one is due (a native stream message must see a chunk at
    * least every 30 s while the generator is quiet); a no-op for transports without one.
    */
+  /** How often the pipeline should call {@link keepAliveIfDue}; undefined: the transport does not say. */
+  keepAliveCheckMs(): number | undefined {
+    return this.options.transport.keepAliveCheckMs;
+  }
+
   keepAliveIfDue(): Promise<void> {
     const { transport, address, clock } = this.options;
     if (!transport.encodeKeepAlive || !transport.keepAliveDue) return Promise.resolve();
@@ -176,7 +181,9 @@ export class ReplyWriter {
 
   private async commit(messages: OutboundMessage[], finalStatus?: ReplyStatus): Promise<void> {
     const committed = await this.options.repositories.replies.commitOutbox(
-      { replyTo: this.options.address.replyTo, streamId: this.options.address.streamId },
+      // The reply's own key: in a team that is the inbox key `msgidServer#bot`, while the
+      // address's replyTo is NIM's id that clients see.
+      { replyTo: this.options.reply.reply_to, streamId: this.options.address.streamId },
       messages.map((message) => ({
         seq: message.seq,
         kind: message.kind,
@@ -213,10 +220,13 @@ export class ReplyWriter {
       this.lastSentAt = clock.now();
       if (!this.sentAny) {
         this.sentAny = true;
-        observer?.firstSegment?.(address.replyTo);
+        // Observers key replies as started/finished do: by the reply's own key (msgidServer#bot in a team).
+        observer?.firstSegment?.(this.options.reply.reply_to);
       }
       observer?.sent?.(message.kind, "ok", clock.now() - startedAt);
-      if (message.delta !== "") observer?.delta?.(address.replyTo, this.options.reply.conversation_id, message.delta);
+      if (message.delta !== "") {
+        observer?.delta?.(this.options.reply.reply_to, this.options.reply.conversation_id, message.delta);
+      }
     } catch (error) {
       // Shutdown or a lost lease cut the call short: the row stays pending for whoever continues.
       if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");

@@ -35,7 +35,13 @@ export type FakeOpenAiScenario =
   /** Streams `text`, then `data: {"error": {...}}` and ends, as providers do when generation fails after a 200. */
   | { kind: "stream-error"; text: string; message?: string }
   /** Streams `text`, then destroys the socket without finishing the response. */
-  | { kind: "disconnect"; text: string };
+  | { kind: "disconnect"; text: string }
+  /**
+   * Streams `before`, goes quiet for `pauseMs` (the connection stays open, nothing is written),
+   * then streams `after` and finishes normally: a model that thinks mid-answer. Each part in
+   * `pieces` pieces (default 2), `delayMs` apart (default 5).
+   */
+  | { kind: "pause"; before: string; pauseMs: number; after: string; pieces?: number; delayMs?: number };
 
 export interface RecordedRequest {
   method: string;
@@ -235,6 +241,23 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
         response.socket?.destroy();
         return;
       }
+      case "pause": {
+        const delayMs = current.delayMs ?? 5;
+        if (!(await stream.write(chunk({ role: "assistant", content: "" }), 0))) return;
+        for (const piece of splitEvenly(current.before, current.pieces ?? 2)) {
+          if (!(await stream.write(chunk({ content: piece }), delayMs))) return;
+        }
+        // The pause is the delay of the first event after it: a client that left meanwhile ends it.
+        let pauseMs = current.pauseMs;
+        for (const piece of splitEvenly(current.after, current.pieces ?? 2)) {
+          if (!(await stream.write(chunk({ content: piece }), pauseMs + delayMs))) return;
+          pauseMs = 0;
+        }
+        if (!(await stream.write(chunk({}, "stop"), pauseMs))) return;
+        if (!(await stream.write("[DONE]", 0))) return;
+        response.end();
+        return;
+      }
     }
   }
 
@@ -306,6 +329,8 @@ function contentOfScenario(scenario: FakeOpenAiScenario): string {
       return scenario.text;
     case "stall":
       return scenario.text ?? "Thinking";
+    case "pause":
+      return scenario.before + scenario.after;
     case "error":
       return "";
   }

@@ -79,6 +79,73 @@ describe("fallback transport", () => {
     expect(bodies[2]).toMatchObject({ status: "ok", text: "Hello" });
   });
 
+  it("offers the primary's keep-alives, and none when the primary has none", () => {
+    const keepAlive: OutboundMessage = { seq: 3, kind: "segment", delta: "", done: false, body: "native:keep-alive" };
+    const asked: Array<[number, number]> = [];
+    const primary: ReplyTransport = {
+      ...refusingPrimary,
+      keepAliveCheckMs: 250,
+      keepAliveDue: (_previous, lastSentAt, now) => {
+        asked.push([lastSentAt, now]);
+        return now - lastSentAt >= 1_000;
+      },
+      encodeKeepAlive: (_address, input) => ({ ...keepAlive, seq: input.seq }),
+    };
+    const transport = createFallbackTransport({
+      primary,
+      fallback: refusingPrimary,
+      isRefusal: () => true,
+      logger: { warn: () => {} },
+    });
+    expect(transport.keepAliveCheckMs).toBe(250);
+    expect(transport.keepAliveDue?.(undefined, 0, 999)).toBe(false);
+    expect(transport.keepAliveDue?.(undefined, 0, 1_000)).toBe(true);
+    expect(asked).toEqual([
+      [0, 999],
+      [0, 1_000],
+    ]);
+    expect(transport.encodeKeepAlive?.(address, { seq: 7 })).toEqual({ ...keepAlive, seq: 7 });
+
+    const plain = createFallbackTransport({
+      primary: refusingPrimary,
+      fallback: refusingPrimary,
+      isRefusal: () => true,
+      logger: { warn: () => {} },
+    });
+    expect(plain.keepAliveDue).toBeUndefined();
+    expect(plain.encodeKeepAlive).toBeUndefined();
+    expect(plain.keepAliveCheckMs).toBeUndefined();
+  });
+
+  it("after a switch, delivers a committed keep-alive as an empty custom segment (seqs stay gapless)", async () => {
+    const sent: NimSendMessageRequest[] = [];
+    const custom = createCustomTransport({
+      nim: {
+        sendMessage: async (request: NimSendMessageRequest) => {
+          sent.push(request);
+          return { msgid: String(sent.length), timetag: 1 };
+        },
+      } as never,
+    });
+    const transport = createFallbackTransport({
+      primary: refusingPrimary,
+      fallback: custom,
+      isRefusal: (error) => error instanceof Refused,
+      logger: { warn: () => {} },
+    });
+    const state = memoryState();
+    const context = { state, signal: new AbortController().signal, committedText: "Hi" };
+    const [segment] = transport.encodeSegment(address, { seq: 0, delta: "Hi", committedText: "" });
+    await transport.deliver(address, segment!, context);
+    const keepAlive: OutboundMessage = { seq: 1, kind: "segment", delta: "", done: false, body: "native:keep-alive" };
+    await transport.deliver(address, keepAlive, context);
+    const bodies = sent.map((request) => JSON.parse(request.body as string) as Record<string, unknown>);
+    expect(bodies.map((body) => [body.seq, body.delta, body.done])).toEqual([
+      [0, "Hi", false],
+      [1, "", false],
+    ]);
+  });
+
   it("passes other errors through untouched", async () => {
     const transport = createFallbackTransport({
       primary: refusingPrimary,

@@ -52,7 +52,20 @@ export function createFallbackTransport(options: FallbackTransportOptions): Repl
     return result;
   }
 
+  // Keep-alives are the primary's (a native stream message dies after NIM's quiet gap). After a
+  // switch they are committed all the same and re-encoded like any segment: an empty custom
+  // segment, which keeps seqs gapless and shows nothing.
+  const keepAlive: Pick<ReplyTransport, "keepAliveDue" | "encodeKeepAlive" | "keepAliveCheckMs"> =
+    primary.keepAliveDue && primary.encodeKeepAlive
+      ? {
+          keepAliveDue: (previous, lastSentAt, now) => primary.keepAliveDue?.(previous, lastSentAt, now) ?? false,
+          encodeKeepAlive: (address, input) => primary.encodeKeepAlive?.(address, input),
+          ...(primary.keepAliveCheckMs !== undefined ? { keepAliveCheckMs: primary.keepAliveCheckMs } : {}),
+        }
+      : {};
+
   return {
+    ...keepAlive,
     mode: primary.mode,
     // Segments must fit both encodings: a segment committed for the primary may be re-sent by the fallback.
     maxDeltaCharacters: (address) =>

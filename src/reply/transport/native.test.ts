@@ -170,6 +170,22 @@ describe("encoding", () => {
     expect(keepAliveDue(undefined, 0, 60_000)).toBe(false);
   });
 
+  it("asks to be checked often enough that interval plus check stays under NIM's 30 s gap", () => {
+    const withInterval = (keepAliveIntervalMs: number) =>
+      new NativeStreamTransport({
+        nim: { sendStreamMessageChunk: () => Promise.reject(new Error("no call")) },
+        keepAliveIntervalMs,
+      }).keepAliveCheckMs;
+    expect(offlineTransport.keepAliveCheckMs).toBe(5_000);
+    expect(withInterval(1_000)).toBe(500);
+    expect(withInterval(29_000)).toBe(500);
+    expect(withInterval(100)).toBe(50);
+    for (const interval of [100, 1_000, 10_000, 20_000, 25_000, 29_000]) {
+      expect(interval + withInterval(interval)).toBeLessThan(30_000);
+      expect(withInterval(interval)).toBeLessThanOrEqual(interval);
+    }
+  });
+
   it("derives conversation ids and a deterministic, UUID-shaped client id", () => {
     expect(conversationIdOf(address)).toBe(`${bot}|1|alice`);
     expect(conversationIdOf({ ...address, scope: "team", to: "6001" })).toBe(`${bot}|2|6001`);

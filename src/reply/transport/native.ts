@@ -145,11 +145,19 @@ export class NativeStreamTransport implements ReplyTransport {
   private readonly logger: NativeStreamTransportOptions["logger"];
 
   private readonly keepAliveIntervalMs: number;
+  /**
+   * The pipeline checks this often, so a keep-alive goes out at most interval + check after the
+   * last chunk: half the room left under NIM's gap (5 s for the default 20 s interval), and never
+   * more than half the interval, so a short interval (tests, NIM_STREAM_KEEPALIVE_MS) is honoured.
+   */
+  readonly keepAliveCheckMs: number;
 
   constructor(options: NativeStreamTransportOptions) {
     this.nim = options.nim;
     this.logger = options.logger;
     this.keepAliveIntervalMs = options.keepAliveIntervalMs ?? KEEP_ALIVE_INTERVAL_MS;
+    const room = Math.min(this.keepAliveIntervalMs, NIM_STREAM_GAP_MS - this.keepAliveIntervalMs);
+    this.keepAliveCheckMs = Math.min(5_000, Math.max(50, Math.floor(room / 2)));
   }
 
   maxDeltaCharacters(_address: ReplyAddress): number {

@@ -114,6 +114,11 @@ export interface ReplyTransport {
    * after 30 s without a chunk): whether a keep-alive is due after `previous` was sent at `lastSentAt`…
    */
   keepAliveDue?(previous: OutboundMessage | undefined, lastSentAt: number, now: number): boolean;
+  /**
+   * How often (ms) the pipeline should ask `keepAliveDue` while the generator is quiet: short
+   * enough that the interval plus one check period stays under the transport's gap.
+   */
+  readonly keepAliveCheckMs?: number;
   /** …and the keep-alive message (no text) to commit and send then; undefined when none is needed. */
   encodeKeepAlive?(
     address: ReplyAddress,
