@@ -90,7 +90,7 @@ export class Stack {
       NIM_APP_SECRET: APP_SECRET,
       NIM_BOT_ACCID: BOT,
       NIM_API_BASE: this.emulator.classicApiBase,
-      NIM_REQUEST_TIMEOUT_MS: "1000",
+      NIM_REQUEST_TIMEOUT_MS: "3000",
       NIM_RETRY_DEADLINE_MS: "8000",
       DATABASE_URL: `sqlite:${join(this.directory, "bridge.db")}`,
       PORT: String(this.port),

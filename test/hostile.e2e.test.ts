@@ -175,7 +175,7 @@ const oddButValidUser = (name: string, userId: string): HostileCase => ({
     const body = JSON.parse(outcome.text) as { accid: string; token: string; bot: string };
     expect(body.accid).toMatch(/^h_[0-9a-f]{30}$/);
     expect(body.bot).toBe(BOT);
-    expect(Object.keys(body).sort()).toEqual(["accid", "bot", "expires_at", "token"]);
+    expect(Object.keys(body).sort()).toEqual(["accid", "bot", "bots", "expires_at", "token"]);
     expect(outcome.text).not.toContain("<script>");
   },
 });

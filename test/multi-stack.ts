@@ -285,7 +285,7 @@ export class MultiStack {
       NIM_APP_KEY: APP_KEY,
       NIM_APP_SECRET: APP_SECRET,
       NIM_BOT_ACCID: BOT,
-      NIM_REQUEST_TIMEOUT_MS: "2000",
+      NIM_REQUEST_TIMEOUT_MS: "5000",
       NIM_RETRY_DEADLINE_MS: "8000",
       DATABASE_URL: this.databaseUrl,
       REDIS_URL: this.options.redisUrl,

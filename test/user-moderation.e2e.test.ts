@@ -71,7 +71,7 @@ describe("user-to-user moderation end to end", () => {
 
     // Bob got it (delivery comes first), then it is withdrawn on both sides.
     const recall = await bob.client.take((frame) => frame.type === "recall", 10_000);
-    expect(recall).toMatchObject({ msgid: bad.msgid, from: alice.accid, to: bob.accid });
+    expect(recall).toMatchObject({ recall: { msgid: bad.msgid, from: alice.accid, to: bob.accid } });
     await alice.client.take((frame) => frame.type === "recall");
     const notice = await alice.client.take(
       (frame) => frame.type === "message" && (frame.message as { from: string }).from === BOT,
