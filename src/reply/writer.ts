@@ -66,7 +66,7 @@ export class ReplyWriter {
       set: async (values) => {
         const next = { ...this.stateValues, ...values };
         await options.repositories.replies.setTransportState(
-          options.address.replyTo,
+          options.reply.reply_to,
           JSON.stringify(next),
           options.clock.now(),
         );
@@ -176,7 +176,7 @@ export class ReplyWriter {
 
   private async commit(messages: OutboundMessage[], finalStatus?: ReplyStatus): Promise<void> {
     const committed = await this.options.repositories.replies.commitOutbox(
-      { replyTo: this.options.address.replyTo, streamId: this.options.address.streamId },
+      { replyTo: this.options.reply.reply_to, streamId: this.options.address.streamId },
       messages.map((message) => ({
         seq: message.seq,
         kind: message.kind,
@@ -213,10 +213,11 @@ export class ReplyWriter {
       this.lastSentAt = clock.now();
       if (!this.sentAny) {
         this.sentAny = true;
-        observer?.firstSegment?.(address.replyTo);
+        observer?.firstSegment?.(this.options.reply.reply_to);
       }
       observer?.sent?.(message.kind, "ok", clock.now() - startedAt);
-      if (message.delta !== "") observer?.delta?.(address.replyTo, this.options.reply.conversation_id, message.delta);
+      if (message.delta !== "")
+        observer?.delta?.(this.options.reply.reply_to, this.options.reply.conversation_id, message.delta);
     } catch (error) {
       // Shutdown or a lost lease cut the call short: the row stays pending for whoever continues.
       if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
@@ -228,7 +229,7 @@ export class ReplyWriter {
       await repositories.replies.markFailed(address.streamId, message.seq, clock.now());
       await repositories.audit.record(
         "reply.send_failed",
-        address.replyTo,
+        this.options.reply.reply_to,
         {
           seq: message.seq,
           kind: message.kind,
@@ -239,7 +240,10 @@ export class ReplyWriter {
         },
         clock.now(),
       );
-      this.options.logger.error({ msgidServer: address.replyTo, seq: message.seq, code }, "NIM send failed");
+      this.options.logger.error(
+        { msgidServer: this.options.reply.reply_to, seq: message.seq, code },
+        "NIM send failed",
+      );
       this.options.onDeliveryFailed();
       throw new DeliveryFailedError("message could not be delivered");
     }
