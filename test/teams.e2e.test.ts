@@ -427,6 +427,34 @@ describe("turn control in P2P and teams, end to end", () => {
     });
   }
 
+  it("TEAM_SESSION=team: another member's /stop does not end a reply to someone else; the asker's does", async () => {
+    team = await TeamStack.start({ env: { TEAM_SESSION: "team" }, scenario: { kind: "stall", text: "Alice, wait" } });
+    const asked = await team.say(team.alice, "@顾问 a long question");
+    await until(() => team!.reply(asked).segments.length > 0, 10_000, "the first segment");
+    await team.say(team.bob, "@顾问 /stop");
+    await sleep(500);
+    expect(team.reply(asked).status).toBeUndefined();
+    expect(team.openai.requests[0]?.disconnected).toBe(false);
+    await team.say(team.alice, "@顾问 /stop");
+    expect((await team.waitForReply(asked, BOT, 5_000)).status).toBe("stopped");
+  });
+
+  it("TEAM_SESSION=team with REPLY_DEBOUNCE_MS: two members' quick messages are not merged into one turn", async () => {
+    team = await TeamStack.start({
+      env: { TEAM_SESSION: "team", REPLY_DEBOUNCE_MS: "600" },
+      scenario: { kind: "text", text: "Answered.", pieces: 2 },
+    });
+    const fromAlice = await team.say(team.alice, "@顾问 what is the rate?");
+    const fromBob = await team.say(team.bob, "@顾问 and the fee?");
+    const [aliceReply, bobReply] = [await team.waitForReply(fromAlice), await team.waitForReply(fromBob)];
+    expect(aliceReply.finals.find((entry) => entry.body.done)?.message.forcePushList).toEqual([team.alice]);
+    expect(bobReply.finals.find((entry) => entry.body.done)?.message.forcePushList).toEqual([team.bob]);
+    expect(team.openai.requests.map((_, index) => team!.lastUserText(index))).toEqual([
+      "what is the rate?",
+      "and the fee?",
+    ]);
+  });
+
   for (const debounceMs of [600, 0]) {
     it(`REPLY_DEBOUNCE_MS=${debounceMs}: a burst of three messages is ${debounceMs ? "one turn" : "three turns"}`, async () => {
       team = await TeamStack.start({
