@@ -313,6 +313,33 @@ describe("teams, end to end", () => {
     expect(rows.map((row) => row?.status)).toEqual(["done", "done"]);
   });
 
+  it("two bots streaming one message's replies: a recall stops both; a /stop @-ing both stops both", async () => {
+    team = await TeamStack.start({ scenario: { kind: "stall", text: "On it" } });
+    const both = [
+      { accid: BOT, name: "顾问" },
+      { accid: TUTOR, name: "导师" },
+    ];
+    const streaming = async (text: string) => {
+      const msgid = await team!.say(team!.alice, text, { ext: aitExt(text, both) });
+      for (const bot of [BOT, TUTOR]) {
+        await until(() => team!.reply(msgid, bot).segments.length > 0, 10_000, `${bot}'s first segment`);
+      }
+      return msgid;
+    };
+    const recalled = await streaming("@顾问 @导师 first question");
+    await team.recall(recalled);
+    for (const bot of [BOT, TUTOR]) expect((await team.waitForReply(recalled, bot, 5_000)).status).toBe("stopped");
+
+    const asked = await streaming("@顾问 @导师 second question");
+    const stop = "@顾问 @导师 /stop";
+    const command = await team.say(team.alice, stop, { ext: aitExt(stop, both) });
+    for (const bot of [BOT, TUTOR]) expect((await team.waitForReply(asked, bot, 5_000)).status).toBe("stopped");
+    await sleep(300);
+    // The command reached no model and got no reply of its own.
+    expect(team.openai.requests).toHaveLength(4);
+    for (const bot of [BOT, TUTOR]) expect(team.reply(command, bot).messages).toHaveLength(0);
+  });
+
   it("a bot that is not a member: NIM's 804 ends the reply without a retry loop, audited", async () => {
     team = await TeamStack.start({
       bots: [BOTS[0]!],
