@@ -256,6 +256,19 @@ describe("teams, end to end", () => {
     }
   });
 
+  it("a long team reply: every final part mentions the asker", async () => {
+    const long = Array.from({ length: 1000 }, (_, index) => `第${index}句话。`).join("");
+    team = await TeamStack.start({ scenario: { kind: "text", text: long, pieces: 20 } });
+    const asked = await team.say(team.bob, "@顾问 tell me everything");
+    const reply = await team.waitForReply(asked);
+    expect(reply.finalText).toBe(long);
+    expect(reply.finals.length).toBeGreaterThan(1);
+    for (const { message } of reply.finals) {
+      expect(message).toMatchObject({ ope: 1, to: team.tid, forcePushList: [team.bob] });
+      expect(Object.keys((JSON.parse(message.ext ?? "{}") as { yxAitMsg: object }).yxAitMsg)).toEqual([team.bob]);
+    }
+  });
+
   for (const session of ["user", "team"] as const) {
     it(`TEAM_SESSION=${session}: the second asker's request ${session === "team" ? "holds" : "does not hold"} the first asker's exchange`, async () => {
       team = await TeamStack.start({
@@ -367,6 +380,8 @@ describe("teams, end to end", () => {
     expect(row?.attempts).toBe(1);
     const audits = await team.bridge.repositories.audit.list({ event: "reply.failed" });
     expect(audits.map((audit) => audit.subject)).toContain(key);
+    const [sendFailed] = await team.bridge.repositories.audit.list({ event: "reply.send_failed", subject: key });
+    expect(JSON.parse(sendFailed?.detail ?? "{}")).toMatchObject({ code: "804", bot: BOT });
   });
 });
 
