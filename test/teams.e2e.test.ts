@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { buildMessageCopy } from "../src/callback/build.ts";
 import { signCallback } from "../src/callback/sign.ts";
 import type { EmulatorMessage } from "../src/emulator/index.ts";
 import { signedPost } from "../src/emulator/test-clients.ts";
@@ -618,5 +619,42 @@ describe.runIf(services.postgres && services.redis)("turn control across two ins
     expect(status).toBe(200);
     const done = await doneWithin(asked, recalledAt, 2_000);
     expect(done).toMatchObject({ status: "stopped", text: "Thinking it over" });
+  });
+
+  it("a team recall (eventType 8) delivered to the other instance stops the reply keyed msgid#bot", async () => {
+    const accid = await stack.instance("A").register(`team-${stack.schema}`);
+    const room = stack.emulator.state.createTeam({ name: "room", owner: accid, members: [BOT] });
+    const asked = newMessageIdServer();
+    const sentAt = Date.now();
+    const text = "@顾问 a team question";
+    const copy = buildMessageCopy({
+      from: accid,
+      to: room.tid,
+      convType: "TEAM",
+      body: text,
+      msgidServer: asked,
+      msgTimestamp: sentAt,
+      ext: aitExt(text, [{ accid: BOT, name: "顾问" }]),
+    });
+    copy.tMembers = `[${room.members.join(", ")}]`;
+    expect(await postSigned(stack.instance("A").url, copy)).toBe(200);
+    const { other } = await producerOf(asked);
+    const recalledAt = Date.now();
+    const status = await postSigned(stack.instance(other).url, {
+      eventType: "8",
+      from: accid,
+      to: room.tid,
+      msgId: asked,
+      clientId: copy.msgidClient ?? "",
+      deleteTime: String(recalledAt),
+      sendTime: String(sentAt),
+      fromClientType: "WEB",
+      selfMsg: "true",
+      attach: "",
+    });
+    expect(status).toBe(200);
+    const done = await doneWithin(asked, recalledAt, 2_000);
+    expect(done).toMatchObject({ status: "stopped", text: "Thinking it over" });
+    expect(stack.delivered(asked).every((entry) => entry.to === room.tid)).toBe(true);
   });
 });
