@@ -43,9 +43,12 @@ export function createIntake(options: IntakeOptions): Intake {
     let accepted = message;
     if (message.messageType === "text" && isStopCommand(message.text) && message.conversationId) {
       // /stop ends the reply being produced in this conversation, wherever it runs; the command's
-      // own row then waits behind it and is answered by nothing (or "nothing to stop").
+      // own row then waits behind it and is answered by nothing (or "nothing to stop"). Only a
+      // reply *to them*: in a shared team conversation (TEAM_SESSION=team) another member's /stop
+      // must not cut someone else's answer short.
       const running = await repositories.inbox.nextInConversation(message.conversationId);
-      const stopped = running?.status === "processing" ? running.msgid_server : undefined;
+      const stopped =
+        running?.status === "processing" && running.from_accid === message.fromAccid ? running.msgid_server : undefined;
       if (stopped) await options.turnControl.cancel(stopped, "stopped");
       const payload: StopPayload = stopped ? { stopped } : {};
       accepted = { ...message, payload: JSON.stringify(payload) };

@@ -16,7 +16,8 @@
 import type { BotRegistry } from "../bots/index.ts";
 import { conversationIdFor, inboxKeyFor, type TeamSession } from "../reply/conversation.ts";
 import type { AcceptedMessage } from "../storage/repositories.ts";
-import { addressedBots, textForBot } from "../teams/mentions.ts";
+import { addressedBots, textForBot, textForBots } from "../teams/mentions.ts";
+import { turnCommandOf } from "../turns/commands.ts";
 import type { MessageEvent } from "./events.ts";
 
 export interface MessageRouterOptions {
@@ -70,7 +71,10 @@ export function createMessageRouter(options: MessageRouterOptions): MessageRoute
     if (event.conversation !== "team" || event.messageType !== "text" || event.text === undefined) return [];
     const summaries = options.bots.summaries();
     const text = event.text;
-    return addressedBots({ fromAccount: from, text, ext: event.ext }, summaries).map((bot) => ({
+    const addressed = addressedBots({ fromAccount: from, text, ext: event.ext }, summaries);
+    // "@顾问 @导师 /stop" is a command to each of them, not "@导师 /stop" asked of 顾问.
+    const command = textForBots({ text, ext: event.ext }, addressed, summaries);
+    return addressed.map((bot) => ({
       ...base,
       msgidServer: inboxKeyFor(event.msgidServer, bot.accid, "team"),
       botAccid: bot.accid,
@@ -83,7 +87,7 @@ export function createMessageRouter(options: MessageRouterOptions): MessageRoute
         senderAccid: from,
         teamSession: options.teamSession,
       }),
-      text: textForBot({ text, ext: event.ext }, bot, summaries),
+      text: turnCommandOf(command) ? command : textForBot({ text, ext: event.ext }, bot, summaries),
       ...payload({}),
     }));
   };

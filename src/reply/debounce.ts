@@ -4,7 +4,8 @@
  * further message of its conversation arrived for that long, and the burst is answered as one turn:
  * one generator request with the texts joined, one reply (to the first message). The later
  * messages are recorded as merged into it and get no reply of their own. A command (/stop, /reset)
- * or a recalled message ends the burst; it is handled on its own afterwards.
+ * or a recalled message ends the burst; it is handled on its own afterwards, and so does a message
+ * from another member of a shared team conversation.
  *
  * @module
  */
@@ -40,7 +41,7 @@ export function isMergeable(message: InboxMessage): boolean {
 export async function gatherBurst(first: InboxMessage, options: GatherBurstOptions): Promise<Burst> {
   const { clock, repositories } = options;
   for (;;) {
-    const followers = takeWhileMergeable(await repositories.inbox.acceptedAfter(first));
+    const followers = takeWhileMergeable(first, await repositories.inbox.acceptedAfter(first));
     const lastArrival = Math.max(first.received_at, ...followers.map((message) => message.received_at));
     const wait = lastArrival + options.debounceMs - clock.now();
     if (wait <= 0 || options.signal.aborted) {
@@ -53,10 +54,14 @@ export async function gatherBurst(first: InboxMessage, options: GatherBurstOptio
   }
 }
 
-function takeWhileMergeable(messages: InboxMessage[]): InboxMessage[] {
+/**
+ * A burst is one person typing: in a shared team conversation (TEAM_SESSION=team) another member's
+ * message ends it, else it would be answered inside someone else's reply, which mentions only them.
+ */
+function takeWhileMergeable(first: InboxMessage, messages: InboxMessage[]): InboxMessage[] {
   const taken: InboxMessage[] = [];
   for (const message of messages) {
-    if (!isMergeable(message)) break;
+    if (!isMergeable(message) || message.from_accid !== first.from_accid) break;
     taken.push(message);
   }
   return taken;

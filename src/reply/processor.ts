@@ -310,7 +310,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
           reported = usage;
         },
       },
-      replyTo: address.replyTo,
+      replyTo: inbox.msgid_server,
       signal: controller.signal,
       cancel: (reason: CancelReason) => abort(controller, reason),
       pacingMs: options.pacingMs,

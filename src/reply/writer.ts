@@ -238,7 +238,7 @@ export class ReplyWriter {
       await repositories.replies.markFailed(address.streamId, message.seq, clock.now());
       await repositories.audit.record(
         "reply.send_failed",
-        address.replyTo,
+        this.options.reply.reply_to,
         {
           seq: message.seq,
           kind: message.kind,
@@ -253,12 +253,15 @@ export class ReplyWriter {
         // The bot is not a member of the team: no retry can help; the operator must add it.
         await repositories.audit.record(
           "reply.not_in_team",
-          address.replyTo,
+          this.options.reply.reply_to,
           { bot: address.botAccid, team: address.to, code },
           clock.now(),
         );
       }
-      this.options.logger.error({ msgidServer: address.replyTo, seq: message.seq, code }, "NIM send failed");
+      this.options.logger.error(
+        { msgidServer: this.options.reply.reply_to, seq: message.seq, code },
+        "NIM send failed",
+      );
       this.options.onDeliveryFailed();
       throw new DeliveryFailedError("message could not be delivered");
     }

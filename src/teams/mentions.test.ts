@@ -7,6 +7,7 @@ import {
   parseAitMessage,
   replyMentionFields,
   textForBot,
+  textForBots,
 } from "./mentions.ts";
 
 const advisor: BotSummary = { accid: "advisor_bot", name: "顾问" };
@@ -187,6 +188,21 @@ describe("textForBot", () => {
 
   it("works with only the bot itself as the list", () => {
     expect(textForBot({ text: "@顾问 hi" }, advisor)).toBe("hi");
+  });
+});
+
+describe("textForBots", () => {
+  it("cuts the @ of every addressed bot, by ext and by name, and keeps other mentions", () => {
+    const text = "@顾问 @Tutor /stop";
+    const ext = uikitExt([{ accid: advisor.accid, text: "@顾问 ", start: 0 }]);
+    expect(textForBots({ text, ext }, [advisor, tutor], bots)).toBe("/stop");
+    expect(textForBot({ text, ext }, advisor, bots)).toBe("@Tutor /stop");
+    expect(textForBots({ text: "@顾问 @bo hi" }, [advisor], bots)).toBe("@bo hi");
+  });
+
+  it("is textForBot for one bot", () => {
+    const message = { text: "请问@顾问助理 和 @顾问 利率", ext: undefined };
+    expect(textForBots(message, [advisor], bots)).toBe(textForBot(message, advisor, bots));
   });
 });
 

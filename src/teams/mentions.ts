@@ -128,16 +128,33 @@ export function textForBot(
   bot: BotSummary,
   bots: readonly BotSummary[] = [bot],
 ): string {
+  return textForBots(message, [bot], bots);
+}
+
+/**
+ * The text without the @ of any of `addressed` (as `textForBot` cuts one bot's). A turn command is
+ * read this way: "@顾问 @导师 /stop" is a stop for each of them, where `textForBot` would leave the
+ * other bot's @ in front of the command.
+ */
+export function textForBots(
+  message: Pick<TeamText, "text" | "ext">,
+  addressed: readonly BotSummary[],
+  bots: readonly BotSummary[] = addressed,
+): string {
   const text = message.text;
   const spans: Span[] = [];
-  const entry = parseAitMessage(message.ext).get(bot.accid.toLowerCase());
-  for (const segment of entry?.segments ?? []) {
-    if (segment.broken) continue;
-    const span = segmentSpan(text, segment, entry?.text, bot.name);
-    if (span) spans.push(span);
+  const ait = parseAitMessage(message.ext);
+  for (const bot of addressed) {
+    const entry = ait.get(bot.accid.toLowerCase());
+    for (const segment of entry?.segments ?? []) {
+      if (segment.broken) continue;
+      const span = segmentSpan(text, segment, entry?.text, bot.name);
+      if (span) spans.push(span);
+    }
   }
-  for (const mention of mentionsInText(text, bots.includes(bot) ? bots : [...bots, bot])) {
-    if (mention.bot === bot) spans.push(mention);
+  const known = [...bots, ...addressed.filter((bot) => !bots.includes(bot))];
+  for (const mention of mentionsInText(text, known)) {
+    if (addressed.includes(mention.bot)) spans.push(mention);
   }
   return cutSpans(text, spans).trim();
 }
