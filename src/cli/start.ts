@@ -138,7 +138,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const emulatorPort = Number(new URL(emulator.url).port);
   // A wildcard address is where one listens, not where one connects.
   const emulatorUrl = `http://${connectableHost(host)}:${emulatorPort}`;
-  const config = loadConfig({ ...demoEnvironment, NIM_API_BASE: `${emulatorUrl}/nimserver` });
+  // The page's pictures and files live in the emulator's NOS stand-in, on loopback and over plain
+  // http: the bridge may fetch from there (by name, so the loopback address is allowed) unless
+  // the operator set the media settings themselves.
+  emulator.storage.publicUrl = emulatorUrl;
+  const config = loadConfig({
+    ...demoEnvironment,
+    NIM_API_BASE: `${emulatorUrl}/nimserver`,
+    MEDIA_ALLOWED_HOSTS: environment.MEDIA_ALLOWED_HOSTS || new URL(emulatorUrl).host,
+    MEDIA_ALLOW_HTTP: environment.MEDIA_ALLOW_HTTP || "true",
+  });
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   // The group room of the page. A real site calls team/create.action and team/add.action; here the
   // emulator's own team rules do it (the "console"). Bots without an account yet are left out.
@@ -156,6 +165,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     },
   });
 
+  // The browser reaches the emulator on the host name it used for the page when the emulator
+  // listens everywhere (HOST=0.0.0.0 for a phone on the LAN), else where it listens.
+  const emulatorHostFor = (pageHostname: string) => (isWildcard(host) ? hostOnly(pageHostname) : connectableHost(host));
+
   let bridge: Bridge | undefined;
   try {
     bridge = await createBridge(config, {
@@ -171,10 +184,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           bots: bots.summaries(),
           room,
           generator: config.generator.kind,
-          // The browser reaches the emulator on the host name it used for the page when the
-          // emulator listens everywhere (HOST=0.0.0.0 for a phone on the LAN), else where it listens.
-          gatewayUrl: (request) =>
-            `ws://${isWildcard(host) ? hostOnly(request.hostname) : connectableHost(host)}:${emulatorPort}/gateway`,
+          gatewayUrl: (request) => `ws://${emulatorHostFor(request.hostname)}:${emulatorPort}/gateway`,
+          storageUrl: (request) => `http://${emulatorHostFor(request.hostname)}:${emulatorPort}`,
         }),
       ],
     });
