@@ -671,8 +671,21 @@ function showAttachment(item, media) {
   const file = document.createElement("span");
   file.className = "attachment-file";
   file.dataset.testid = "attachment-file";
-  file.textContent = `${media.msgType === "PICTURE" ? "🖼" : "📄"} ${media.name}`;
+  file.append(documentIcon(), media.name);
   paragraph.replaceChildren(file);
+}
+
+/** A sheet with a folded corner, drawn (an emoji may have no font to show it). */
+function documentIcon() {
+  const namespace = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(namespace, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(namespace, "path");
+  path.setAttribute("d", "M6 2h8l4 4v16H6z M14 2v4h4");
+  svg.append(path);
+  return svg;
 }
 
 /** A text message's body is NIM's `{"msg": "…"}`; anything else is shown as it came. */
