@@ -136,6 +136,7 @@ describe("npm start: startLocalStack", () => {
       ],
       generator: "demo",
       room: true,
+      uploadUrl: `${stack.emulatorUrl}/nos/upload`,
     });
   });
 

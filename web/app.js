@@ -11,6 +11,8 @@
  *    site makes the user a member of, with every bot in it). In the room a bot answers when it is
  *    @-mentioned: the page writes UIKit's `yxAitMsg` into the message's ext, like NIM's UIKit.
  *    The stop button sends `/stop` (in the room `@bot /stop`) while a reply is being written.
+ * 6. Pictures and files: the attach button uploads to the emulator's NOS stand-in (NIM's SDK uploads
+ *    to NOS the same way) and sends a PICTURE or FILE message whose attach carries the download URL.
  *
  * Plain browser ES module, no framework, no build step; /demo/client.js is src/client bundled.
  */
@@ -56,6 +58,7 @@ const STRINGS = {
     native_on: "原生流：开",
     native_off: "原生流：关",
     native_title: "用云信原生流式消息渲染回复（NIM_STREAM_MODE=native）",
+    attach_label: "发送图片或文件",
   },
   en: {
     title: "im-bridge demo",
@@ -95,6 +98,7 @@ const STRINGS = {
     native_on: "Native: on",
     native_off: "Native: off",
     native_title: "Render NIM's native stream messages (NIM_STREAM_MODE=native)",
+    attach_label: "Send a picture or a file",
   },
 };
 
@@ -110,6 +114,10 @@ const HISTORY_LIMIT = 100;
 const PING_INTERVAL_MS = 25_000;
 /** NIM's default recall window; the console can change it, and NIM answers 508 after it. */
 const RECALL_WINDOW_MS = 120_000;
+/** Images sent as a PICTURE (shown inline); anything else, or an image the browser cannot decode, goes as a FILE. */
+const PICTURE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+/** NIM's message types with an attachment the page shows (PICTURE, FILE). */
+const MEDIA_MESSAGE_TYPES = { 1: "PICTURE", 6: "FILE" };
 
 const $ = (id) => document.getElementById(id);
 const elements = {
@@ -133,6 +141,8 @@ const elements = {
   reset: $("reset"),
   stop: $("stop"),
   mention: $("mention"),
+  attach: $("attach"),
+  attachInput: $("attach-input"),
   mentionList: $("mention-list"),
   conversations: $("conversations"),
 };
@@ -194,6 +204,9 @@ function applyLanguage() {
     element.placeholder = t(element.dataset.i18nPlaceholder);
   }
   for (const element of document.querySelectorAll("[data-i18n-title]")) element.title = t(element.dataset.i18nTitle);
+  for (const element of document.querySelectorAll("[data-i18n-aria-label]")) {
+    element.setAttribute("aria-label", t(element.dataset.i18nAriaLabel));
+  }
   elements.language.textContent = language === "zh" ? "EN" : "中文";
   elements.language.title = language === "zh" ? "Switch to English" : "切换到中文";
   renderBotInfo();
@@ -483,6 +496,7 @@ function setConnection(state) {
   elements.send.disabled = !online;
   elements.reset.disabled = !online;
   elements.mention.disabled = !online;
+  elements.attach.disabled = !online;
   refreshStop();
 }
 
@@ -625,6 +639,55 @@ function sortByTime(messages) {
   return [...messages].sort((left, right) => (left.timetag ?? 0) - (right.timetag ?? 0));
 }
 
+/** A PICTURE's or FILE's { msgType, name, url } from its body (NIM's attach JSON), else undefined. */
+function mediaOf(message) {
+  const msgType = MEDIA_MESSAGE_TYPES[message.type];
+  if (!msgType) return undefined;
+  try {
+    const attach = JSON.parse(message.body);
+    const name = typeof attach?.name === "string" ? attach.name : "";
+    return { msgType, name, url: typeof attach?.url === "string" ? attach.url : undefined };
+  } catch {
+    return { msgType, name: "", url: undefined };
+  }
+}
+
+/**
+ * Shows a picture (from the storage URL; the page's CSP loads pictures from the emulator only, so a
+ * URL elsewhere shows as a broken picture, never a request to it) or a file's name in a bubble.
+ */
+function showAttachment(item, media) {
+  const paragraph = item.querySelector(".text");
+  item.dataset.kind = media.msgType === "PICTURE" ? "picture" : "file";
+  if (media.msgType === "PICTURE" && media.url && /^https?:\/\//.test(media.url)) {
+    const image = document.createElement("img");
+    image.className = "picture";
+    image.dataset.testid = "attachment-image";
+    image.src = media.url;
+    image.alt = media.name;
+    paragraph.replaceChildren(image);
+    return;
+  }
+  const file = document.createElement("span");
+  file.className = "attachment-file";
+  file.dataset.testid = "attachment-file";
+  file.append(documentIcon(), media.name);
+  paragraph.replaceChildren(file);
+}
+
+/** A sheet with a folded corner, drawn (an emoji may have no font to show it). */
+function documentIcon() {
+  const namespace = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(namespace, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(namespace, "path");
+  path.setAttribute("d", "M6 2h8l4 4v16H6z M14 2v4h4");
+  svg.append(path);
+  return svg;
+}
+
 /** A text message's body is NIM's `{"msg": "…"}`; anything else is shown as it came. */
 function textOf(message) {
   try {
@@ -644,6 +707,8 @@ function showMessage(message, live) {
     if (message.msgid && shownMessageIds.has(message.msgid)) return;
     if (message.msgid) shownMessageIds.add(message.msgid);
     const item = createUserBubble(textOf(message), message.msgid);
+    const media = mediaOf(message);
+    if (media) showAttachment(item, media);
     // Only fresh messages can still be recalled (NIM: 2 minutes by default); history is older.
     if (!live || Date.now() - (message.timetag ?? 0) > RECALL_WINDOW_MS) item.querySelector(".recall")?.remove();
     place(item, time);
@@ -665,7 +730,10 @@ function showMessage(message, live) {
   if (message.msgid) shownMessageIds.add(message.msgid);
   if (!isBot(message.from)) {
     // Another member of the room.
-    place(createOtherBubble(textOf(message), message.fromNick || message.from, message.msgid), time);
+    const item = createOtherBubble(textOf(message), message.fromNick || message.from, message.msgid);
+    const media = mediaOf(message);
+    if (media) showAttachment(item, media);
+    place(item, time);
     return;
   }
   // An ordinary message from a bot: show it once, as it is.
@@ -1016,6 +1084,102 @@ function fitComposer() {
 elements.text.addEventListener("input", fitComposer);
 
 elements.reset.addEventListener("click", () => sendCommand("/reset"));
+
+// ---------------------------------------------------------------------------------------------
+// Pictures and files: upload to NOS (the emulator's stand-in), then a PICTURE or FILE message
+// ---------------------------------------------------------------------------------------------
+
+elements.attach.addEventListener("click", () => elements.attachInput.click());
+elements.attachInput.addEventListener("change", async () => {
+  const files = [...elements.attachInput.files];
+  elements.attachInput.value = "";
+  // One after another, so they arrive in the order they were picked.
+  for (const file of files) await sendAttachment(file);
+});
+
+/**
+ * Shows the bubble at once (the file name), uploads, then sends the message with NIM's attach
+ * fields. In the room a picture addresses no bot, so no reply is awaited there.
+ */
+async function sendAttachment(file) {
+  const target = conversation;
+  if (!session || !target || !config?.uploadUrl) return;
+  const dimensions = PICTURE_TYPES.has(file.type) ? await pictureSize(file) : undefined;
+  const msgType = dimensions ? "PICTURE" : "FILE";
+  const item = createUserBubble("", undefined);
+  showAttachment(item, { msgType, name: file.name, url: undefined });
+  place(item, Math.max(Date.now(), lastTime()));
+  const failed = (reason) => {
+    item.dataset.status = "failed";
+    setLabel(item, "status_failed");
+    item.title = reason;
+  };
+  let uploaded;
+  try {
+    uploaded = await upload(file);
+  } catch (error) {
+    failed(error.message);
+    return;
+  }
+  const clientId = crypto.randomUUID();
+  const attach = {
+    url: uploaded.url,
+    name: uploaded.name,
+    ext: extensionOf(uploaded.name),
+    size: uploaded.size,
+    md5: uploaded.md5,
+    ...dimensions,
+  };
+  const frame = { type: "send", clientId, msgType, attach };
+  if (target.scene === "team") {
+    frame.to = target.tid;
+    frame.scene = "team";
+  } else {
+    frame.to = target.peer;
+  }
+  if (conversation !== target || !sendFrame(frame)) {
+    failed(conversation !== target ? "conversation changed" : "offline");
+    return;
+  }
+  showAttachment(item, { msgType, name: uploaded.name, url: uploaded.url });
+  let placeholder;
+  if (target.scene === "p2p") {
+    placeholder = createBotBubble();
+    place(placeholder, lastTime());
+  }
+  unacknowledged.set(clientId, { item, placeholder });
+  refreshStop();
+}
+
+/** { w, h } of a picture the browser can decode, else undefined (then it goes as a file). */
+async function pictureSize(file) {
+  try {
+    const bitmap = await createImageBitmap(file);
+    const size = { w: bitmap.width, h: bitmap.height };
+    bitmap.close();
+    return size.w > 0 && size.h > 0 ? size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** POSTs the raw bytes to the storage; resolves with { url, name, size, md5 } or throws. */
+async function upload(file) {
+  const response = await fetch(`${config.uploadUrl}?name=${encodeURIComponent(file.name)}`, {
+    method: "POST",
+    headers: { "content-type": file.type || "application/octet-stream" },
+    body: file,
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.error?.message ?? `upload: HTTP ${response.status}`);
+  return answer;
+}
+
+/** NIM's `ext`: the name's extension, letters and digits only, lower-cased ("" when there is none). */
+function extensionOf(name) {
+  const match = /\.([A-Za-z0-9]{1,16})$/.exec(name);
+  return match ? match[1].toLowerCase() : "";
+}
 elements.stop.addEventListener("click", () => sendCommand("/stop"));
 
 // ---------------------------------------------------------------------------------------------
@@ -1096,6 +1260,7 @@ async function main() {
   }
   applyLanguage();
   nativeMode.render();
+  elements.attach.hidden = !config.uploadUrl;
   document.body.dataset.ready = "true";
   const name = localStorage.getItem(NAME_KEY);
   if (name) {

@@ -12,7 +12,8 @@
  * LLM is configured (OPENAI_BASE_URL / OPENAI_API_KEY, or BOT_GENERATOR), exactly as loadConfig
  * decides for `serve`. Two demo bots (顾问 and 导师, written to `data/demo-bots.json`) answer unless
  * BOTS_FILE names the operator's own, and the page's group room is a team of the demo users and
- * every bot.
+ * every bot. The page's pictures and files go to the emulator's storage (NOS stand-in), which the
+ * bridge may fetch media from (MEDIA_ALLOWED_HOSTS / MEDIA_ALLOW_HTTP, unless set).
  *
  * It binds to 127.0.0.1 unless HOST says otherwise: `POST /demo/login` hands a JWT to anyone, so
  * the demo should not be reachable from the network by accident.
@@ -138,7 +139,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const emulatorPort = Number(new URL(emulator.url).port);
   // A wildcard address is where one listens, not where one connects.
   const emulatorUrl = `http://${connectableHost(host)}:${emulatorPort}`;
-  const config = loadConfig({ ...demoEnvironment, NIM_API_BASE: `${emulatorUrl}/nimserver` });
+  emulator.storage.publicUrl = emulatorUrl;
+  const config = loadConfig({
+    ...demoEnvironment,
+    NIM_API_BASE: `${emulatorUrl}/nimserver`,
+    ...demoMediaSettings(environment, emulatorUrl),
+  });
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   // The group room of the page. A real site calls team/create.action and team/add.action; here the
   // emulator's own team rules do it (the "console"). Bots without an account yet are left out.
@@ -156,6 +162,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     },
   });
 
+  // The browser reaches the emulator on the host name it used for the page when the emulator
+  // listens everywhere (HOST=0.0.0.0 for a phone on the LAN), else where it listens.
+  const emulatorHostFor = (pageHostname: string) => (isWildcard(host) ? hostOnly(pageHostname) : connectableHost(host));
+
   let bridge: Bridge | undefined;
   try {
     bridge = await createBridge(config, {
@@ -171,10 +181,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           bots: bots.summaries(),
           room,
           generator: config.generator.kind,
-          // The browser reaches the emulator on the host name it used for the page when the
-          // emulator listens everywhere (HOST=0.0.0.0 for a phone on the LAN), else where it listens.
-          gatewayUrl: (request) =>
-            `ws://${isWildcard(host) ? hostOnly(request.hostname) : connectableHost(host)}:${emulatorPort}/gateway`,
+          gatewayUrl: (request) => `ws://${emulatorHostFor(request.hostname)}:${emulatorPort}/gateway`,
+          storageUrl: (request) => `http://${emulatorHostFor(request.hostname)}:${emulatorPort}`,
         }),
       ],
     });
@@ -211,6 +219,21 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * The page's pictures and files live in the emulator's NOS stand-in, on loopback and over plain
+ * http: the bridge may fetch from there (allowed by name, which is what lets a loopback address
+ * through) unless the operator set the media settings themselves.
+ */
+export function demoMediaSettings(
+  environment: Record<string, string | undefined>,
+  emulatorUrl: string,
+): { MEDIA_ALLOWED_HOSTS: string; MEDIA_ALLOW_HTTP: string } {
+  return {
+    MEDIA_ALLOWED_HOSTS: environment.MEDIA_ALLOWED_HOSTS || new URL(emulatorUrl).host,
+    MEDIA_ALLOW_HTTP: environment.MEDIA_ALLOW_HTTP || "true",
   };
 }
 

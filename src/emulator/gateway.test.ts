@@ -3,7 +3,7 @@
  * API, NIM's online-only versus stored semantics, offline messages at login, history, heartbeat.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type RunningNimEmulator, startNimEmulator } from "./index.ts";
+import { messageCopyOf, type RunningNimEmulator, startNimEmulator } from "./index.ts";
 import { type Frame, GatewayTestClient, signedPost } from "./test-clients.ts";
 
 const appKey = "gateway-test-key";
@@ -235,5 +235,79 @@ describe("history", () => {
     alice.send({ type: "history", with: "bot", limit: 1 });
     const limited = await alice.take((frame) => frame.type === "history");
     expect((limited.messages as Array<{ body: string }>).map((message) => message.body)).toEqual(['{"final":1}']);
+  });
+});
+
+describe("pictures and files", () => {
+  const picture = {
+    url: "http://127.0.0.1:1/nos/0123456789abcdef0123456789abcdef/photo.png",
+    name: "photo.png",
+    ext: "png",
+    size: 120,
+    md5: "0123456789abcdef0123456789abcdef",
+    w: 16,
+    h: 9,
+  };
+
+  it("sends a PICTURE as type 1 whose body, and the copy's attach, is the attach JSON", async () => {
+    addAccount("alice");
+    addAccount("bot");
+    const alice = await loggedIn("alice");
+    const bot = await loggedIn("bot");
+    alice.send({
+      type: "send",
+      to: "bot",
+      clientId: "p1",
+      msgType: "PICTURE",
+      attach: { ...picture, extra: "dropped" },
+    });
+    expect(await alice.take((frame) => frame.type === "sent")).toMatchObject({ clientId: "p1", code: 200 });
+    const delivered = (await bot.take(isMessage)).message as { type: number; body: string };
+    expect(delivered.type).toBe(1);
+    expect(JSON.parse(delivered.body)).toEqual(picture);
+    const [stored] = emulator.state.messagesMatching({ from: "alice", type: 1 });
+    const copy = messageCopyOf(stored!, emulator.state);
+    expect(copy.msgType).toBe("PICTURE");
+    expect(copy.body).toBe("");
+    expect(JSON.parse(copy.attach ?? "")).toEqual(picture);
+  });
+
+  it("sends a FILE as type 6 without w and h", async () => {
+    addAccount("alice");
+    addAccount("bot");
+    const alice = await loggedIn("alice");
+    const { w: _w, h: _h, ...file } = { ...picture, name: "notes.md", ext: "md" };
+    alice.send({ type: "send", to: "bot", clientId: "f1", msgType: "FILE", attach: { ...file, w: 3, h: 4 } });
+    expect(await alice.take((frame) => frame.type === "sent")).toMatchObject({ code: 200 });
+    const [stored] = emulator.state.messagesMatching({ from: "alice", type: 6 });
+    expect(messageCopyOf(stored!, emulator.state).msgType).toBe("FILE");
+    expect(JSON.parse(stored!.body)).toEqual(file);
+  });
+
+  it.each([
+    ["an unknown msgType", { msgType: "VIDEO", attach: picture }, "msgType"],
+    ["no attach", { msgType: "PICTURE" }, "attach must be an object"],
+    ["a javascript: URL", { msgType: "FILE", attach: { ...picture, url: "javascript:alert(1)" } }, "attach.url"],
+    [
+      "an over-long URL",
+      { msgType: "FILE", attach: { ...picture, url: `http://a/${"x".repeat(1100)}` } },
+      "attach.url",
+    ],
+    ["an empty name", { msgType: "FILE", attach: { ...picture, name: "" } }, "attach.name"],
+    ["a strange ext", { msgType: "FILE", attach: { ...picture, ext: "m/d" } }, "attach.ext"],
+    ["a size as a string", { msgType: "FILE", attach: { ...picture, size: "120" } }, "attach.size"],
+    ["a negative size", { msgType: "FILE", attach: { ...picture, size: -1 } }, "attach.size"],
+    ["a bad md5", { msgType: "FILE", attach: { ...picture, md5: "xyz" } }, "attach.md5"],
+    ["a picture without w", { msgType: "PICTURE", attach: { ...picture, w: undefined } }, "attach.w"],
+    ["a picture of height 0", { msgType: "PICTURE", attach: { ...picture, h: 0 } }, "attach.w"],
+  ])("refuses %s with 414 and stores nothing", async (_case, fields, desc) => {
+    addAccount("alice");
+    addAccount("bot");
+    const alice = await loggedIn("alice");
+    alice.send({ type: "send", to: "bot", clientId: "bad", ...fields });
+    const answer = await alice.take((frame) => frame.type === "sent");
+    expect(answer).toMatchObject({ clientId: "bad", code: 414 });
+    expect(String(answer.desc)).toContain(desc);
+    expect(emulator.state.messagesMatching({ from: "alice" })).toHaveLength(0);
   });
 });

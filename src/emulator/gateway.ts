@@ -22,6 +22,12 @@
  *     `scene` "team" sends to the team `to` (a tid): 803 no such team, 804 "not in team" for a
  *     sender who is not a member. `ext` (a string, like UIKit's JSON with `yxAitMsg`) is passed on
  *     to receivers and to the copy untouched, as NIM does.
+ *   {"type":"send","to","clientId","msgType":"PICTURE"|"FILE","attach":{url,name,ext,size,md5,w?,h?},"scene"?}
+ *                                           → as a text send; 414 for a missing or malformed attach field
+ *     What NIM's SDK sends after uploading to NOS (see storage.ts): message type 1 (PICTURE, `w` and
+ *     `h` required) or 6 (FILE); the stored body, and the copy's `attach`, is the attach as a JSON
+ *     string, with the copy's `body` "". The URL is not checked against the storage: a real client
+ *     can send any URL too (nim-protocol §10.1), which is why the bridge fetches only allowed hosts.
  *   {"type":"history","with","limit"?,"scene"?} → {"type":"history","with","scene","messages":[…]}
  *     (oldest first; a team's history only for its members, else 804)
  *   {"type":"recall","msgid"}               → {"type":"recalled","msgid","code":200}
@@ -122,10 +128,34 @@ export interface GatewayStreamChunk {
 export type GatewayClientFrame =
   | { type: "login"; accid: string; token: string; authType?: 0 | 1 }
   | { type: "send"; to: string; text: string; clientId: string; scene?: "p2p" | "team"; ext?: string }
+  | {
+      type: "send";
+      to: string;
+      clientId: string;
+      msgType: "PICTURE" | "FILE";
+      attach: GatewayMediaAttach;
+      scene?: "p2p" | "team";
+      ext?: string;
+    }
   | { type: "history"; with: string; limit?: number; scene?: "p2p" | "team" }
   | { type: "recall"; msgid: string }
   | { type: "teams" }
   | { type: "ping" };
+
+/** A PICTURE's or FILE's attachment as a client sends it (NIM's 抄送 shape, nim-protocol §10.1). */
+export interface GatewayMediaAttach {
+  url: string;
+  name: string;
+  ext: string;
+  size: number;
+  md5: string;
+  /** PICTURE only. */
+  w?: number;
+  h?: number;
+}
+
+/** The message types a client may send with an attach, as NIM numbers them. */
+const mediaMessageTypes = { PICTURE: 1, FILE: 6 } as const;
 
 /** A recall as pushed to the clients of the conversation. */
 export interface GatewayRecall {
@@ -340,7 +370,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     if (session.accid === undefined) return { type: "error", code: 403, desc: "login first" };
     switch (frame.type) {
       case "send":
-        return sendText(session, session.accid, frame);
+        return sendMessage(session, session.accid, frame);
       case "history":
         return history(session.accid, frame);
       case "recall":
@@ -399,7 +429,7 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
     send(session, { type: "offline", messages: queued.map((message) => hub.view(message)) });
   }
 
-  function sendText(
+  function sendMessage(
     session: GatewaySession,
     from: string,
     frame: Record<string, unknown>,
@@ -413,9 +443,17 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       desc,
     });
     if (typeof frame.to !== "string" || frame.to === "") return fail(414, "to is required");
-    if (typeof frame.text !== "string" || frame.text === "") return fail(414, "text is required");
-    // The SDK limit on a text message, the same 5000 characters as the server API's body.
-    if (frame.text.length > state.settings.bodyLimit) return fail(414, "text too long");
+    let content: { type: number; body: string };
+    if (frame.msgType === undefined) {
+      if (typeof frame.text !== "string" || frame.text === "") return fail(414, "text is required");
+      // The SDK limit on a text message, the same 5000 characters as the server API's body.
+      if (frame.text.length > state.settings.bodyLimit) return fail(414, "text too long");
+      content = { type: 0, body: JSON.stringify({ msg: frame.text }) };
+    } else {
+      const media = parseMediaMessage(frame.msgType, frame.attach);
+      if (typeof media === "string") return fail(414, media);
+      content = media;
+    }
     const scene = frame.scene ?? "p2p";
     if (scene !== "p2p" && scene !== "team") return fail(414, 'scene must be "p2p" or "team"');
     if (frame.ext !== undefined && typeof frame.ext !== "string") return fail(414, "ext must be a string");
@@ -447,8 +485,8 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       from,
       to: receiver,
       ope: scene === "team" ? 1 : 0,
-      type: 0,
-      body: JSON.stringify({ msg: frame.text }),
+      type: content.type,
+      body: content.body,
       option: { ...DEFAULT_MESSAGE_OPTION },
       ...(typeof frame.ext === "string" && frame.ext !== "" && { ext: frame.ext }),
       timetag,
@@ -503,6 +541,35 @@ export async function gateway(app: FastifyInstance, options: GatewayOptions): Pr
       teams: mine.map((team) => ({ tid: team.tid, name: team.name, owner: team.owner, members: [...team.members] })),
     };
   }
+}
+
+/**
+ * The type and body of a PICTURE or FILE send, or why it is refused. Only the known fields are
+ * kept, in NIM's shape; the bridge reads them as hostile input all the same.
+ */
+export function parseMediaMessage(msgType: unknown, attach: unknown): { type: number; body: string } | string {
+  if (msgType !== "PICTURE" && msgType !== "FILE") return 'msgType must be "PICTURE" or "FILE"';
+  if (!isRecord(attach)) return "attach must be an object";
+  const { url, name, ext, size, md5, w, h } = attach;
+  if (typeof url !== "string" || url.length > 1024 || !/^https?:\/\/[^\s]+$/.test(url)) {
+    return "attach.url must be an http(s) URL of at most 1024 characters";
+  }
+  if (typeof name !== "string" || name === "" || name.length > 255) return "attach.name must be 1–255 characters";
+  if (typeof ext !== "string" || !/^[A-Za-z0-9]{0,16}$/.test(ext))
+    return "attach.ext must be up to 16 letters or digits";
+  if (!isCount(size)) return "attach.size must be a non-negative integer";
+  if (typeof md5 !== "string" || !/^[0-9a-f]{32}$/i.test(md5)) return "attach.md5 must be 32 hex digits";
+  const kept: GatewayMediaAttach = { url, name, ext, size, md5 };
+  if (msgType === "PICTURE") {
+    if (!isCount(w) || !isCount(h) || w === 0 || h === 0) return "attach.w and attach.h must be positive integers";
+    kept.w = w;
+    kept.h = h;
+  }
+  return { type: mediaMessageTypes[msgType], body: JSON.stringify(kept) };
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
 function send(session: GatewaySession, frame: GatewayServerFrame): void {

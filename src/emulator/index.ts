@@ -6,6 +6,8 @@
  * - a client gateway, a WebSocket at `/gateway` standing in for NIM's client SDK (login, send,
  *   receive, offline messages, history), see gateway.ts;
  * - the message-copy callback (消息抄送) to `settings.callbackUrl`, signed like NIM, see callbacks.ts;
+ * - NIM's object storage (NOS) for the pictures and files a client sends: `/nos/upload` and
+ *   `/nos/<id>/<name>`, see storage.ts;
  * - advanced teams (team/create, add, kick; team sends with ope 1, 804 for a non-member; team 抄送
  *   with `tMembers`), see teams.ts, and recalls with NIM's recall copies (eventType 7 / 8), see recall.ts.
  * It imports nothing from im-bridge except pure helpers (the checksum and the callback builder and
@@ -30,6 +32,7 @@ import {
   type EmulatorStateOptions,
   NimEmulatorState,
 } from "./state.ts";
+import { EmulatorStorage, type EmulatorStorageOptions, storageRoutes } from "./storage.ts";
 import { v2Api } from "./v2-api.ts";
 
 export { CallbackDispatcher, messageCopyOf } from "./callbacks.ts";
@@ -77,6 +80,7 @@ export type {
   StreamTerminationReason,
 } from "./state.ts";
 export { isStoredMessage, NimEmulatorState } from "./state.ts";
+export { EmulatorStorage, type EmulatorStorageOptions, type StoredObject } from "./storage.ts";
 export {
   addTeamMembers,
   createTeam,
@@ -94,6 +98,8 @@ export interface NimEmulatorOptions extends EmulatorStateOptions {
   host?: string;
   /** Fastify's request logging; off by default to keep test output quiet. */
   logger?: boolean;
+  /** Limits of the NOS stand-in (uploads are kept in memory). */
+  storage?: EmulatorStorageOptions;
 }
 
 export interface NimEmulatorApp {
@@ -108,6 +114,8 @@ export interface NimEmulatorApp {
   hub: GatewayHub;
   /** The message-copy sender; `await callbacks.idle()` waits for copies (and retries) in flight. */
   callbacks: CallbackDispatcher;
+  /** The uploaded pictures and files (NOS); `storage.publicUrl` is where download links point. */
+  storage: EmulatorStorage;
   /** POSTs the signed `{}` NIM's console sends when a callback URL is configured; one attempt. */
   validateCallbackUrl(url?: string): Promise<EmulatorCallbackRecord>;
 }
@@ -146,6 +154,8 @@ export function createNimEmulatorApp(options: NimEmulatorOptions): NimEmulatorAp
   app.register(classicApi, { prefix: "/nimserver", state, closing: closing.signal });
   app.register(v2Api, { prefix: "/im/v2", state, hub, closing: closing.signal });
   app.register(gateway, { state, hub });
+  const storage = new EmulatorStorage(options.storage);
+  app.register(storageRoutes, { storage });
   return {
     app,
     state,
@@ -153,6 +163,7 @@ export function createNimEmulatorApp(options: NimEmulatorOptions): NimEmulatorAp
     settings: state.settings,
     hub,
     callbacks,
+    storage,
     validateCallbackUrl: (url) => callbacks.validateCallbackUrl(url),
   };
 }
@@ -165,6 +176,7 @@ export async function startNimEmulator(options: NimEmulatorOptions): Promise<Run
   if (address === null || typeof address === "string") throw new Error("NIM emulator: no TCP address");
   const authority = `${host.includes(":") ? `[${host}]` : host}:${address.port}`;
   const url = `http://${authority}`;
+  emulator.storage.publicUrl ??= url;
   return {
     ...emulator,
     url,

@@ -37,7 +37,7 @@ async function app(withRoom: boolean): Promise<FastifyInstance> {
           { accid: "advisor_bot", name: "顾问" },
           { accid: "tutor_bot", name: "导师" },
         ],
-        ...(withRoom && { room }),
+        ...(withRoom && { room, storageUrl: () => "http://127.0.0.1:1" }),
         generator: "demo",
         gatewayUrl: () => "ws://127.0.0.1:1/gateway",
       }),
@@ -59,6 +59,23 @@ async function loginToken(name: string): Promise<string> {
   const response = await withRoom.inject({ method: "POST", url: "/demo/login", payload: { name } });
   return response.json<{ token: string }>().token;
 }
+
+describe("attachments", () => {
+  it("tells the page where to upload, and lets it load pictures from there and nowhere else", async () => {
+    expect((await withRoom.inject("/demo/config")).json()).toMatchObject({
+      uploadUrl: "http://127.0.0.1:1/nos/upload",
+    });
+    const policy = String((await withRoom.inject("/")).headers["content-security-policy"]);
+    expect(policy).toContain("img-src 'self' data: http://127.0.0.1:1;");
+    expect(policy).toContain("connect-src 'self' ws: wss: http://127.0.0.1:1;");
+  });
+
+  it("offers no upload without a storage", async () => {
+    expect((await withoutRoom.inject("/demo/config")).json().uploadUrl).toBeUndefined();
+    const policy = String((await withoutRoom.inject("/")).headers["content-security-policy"]);
+    expect(policy).toContain("img-src 'self' data:;");
+  });
+});
 
 describe("GET /demo/config", () => {
   it("lists the bots and says whether there is a group room", async () => {

@@ -12,7 +12,8 @@
  * - `GET /` the page (web/index.html) and `GET /<file>` every other file of web/ (flat);
  * - `GET /demo/client.js` src/client bundled for the browser (ES module);
  * - `GET /demo/config` what the page needs to connect: gateway URL, default bot accid, the bots
- *   (accid and name), generator kind, whether there is a group room;
+ *   (accid and name), generator kind, whether there is a group room, and where pictures and files
+ *   are uploaded (`uploadUrl`, the emulator's NOS stand-in, when there is one);
  * - `POST /demo/login` `{"name": "…"}` → `{"token": "<HS256 JWT, sub = name, 1 h>"}`;
  * - `POST /demo/room` with that JWT as `Authorization: Bearer …` → `{"tid", "name"}`: makes the
  *   user (already registered through /im/register) a member of the demo group room, where the
@@ -54,6 +55,12 @@ export interface DemoSiteOptions {
   generator: GeneratorKind;
   /** The emulator's WebSocket gateway as the browser must reach it (may depend on the Host it used). */
   gatewayUrl: (request: FastifyRequest) => string;
+  /**
+   * The emulator's storage (NOS) base URL as the browser reaches it, e.g. http://127.0.0.1:53211:
+   * the page uploads to `${it}/nos/upload` and shows pictures from there. Without it the page
+   * offers no attachments.
+   */
+  storageUrl?: (request: FastifyRequest) => string;
 }
 
 /** A demo name is a site user id and a NIM nickname: NIM allows 64 characters for the latter. */
@@ -73,18 +80,22 @@ const CONTENT_TYPES: Record<string, string> = {
 
 /**
  * The page loads only its own files; it talks to the bridge (same origin) and to the emulator's
- * gateway (another port, hence `ws:`). No inline script or style anywhere.
+ * gateway (another port, hence `ws:`), and uploads to and shows pictures from the emulator's
+ * storage (`storageOrigin`, when there is one). No inline script or style anywhere.
  */
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self' ws: wss:",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join("; ");
+function contentSecurityPolicy(storageOrigin: string | undefined): string {
+  const storage = storageOrigin ? ` ${storageOrigin}` : "";
+  return [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    `img-src 'self' data:${storage}`,
+    `connect-src 'self' ws: wss:${storage}`,
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+}
 
 export function demoSiteRoutes(options: DemoSiteOptions): FastifyPluginAsync {
   const secret = new TextEncoder().encode(options.jwtSecret);
@@ -98,21 +109,25 @@ export function demoSiteRoutes(options: DemoSiteOptions): FastifyPluginAsync {
       .map((entry) => entry.name);
     if (!files.includes("index.html")) throw new Error(`demo site: no index.html in ${options.webDirectory}`);
 
-    const sendFile = async (reply: FastifyReply, name: string) => {
+    const storageOrigin = (request: FastifyRequest) => {
+      const url = options.storageUrl?.(request);
+      return url === undefined ? undefined : new URL(url).origin;
+    };
+    const sendFile = async (request: FastifyRequest, reply: FastifyReply, name: string) => {
       const body = await readFile(join(options.webDirectory, name));
       return reply
         .header("content-type", CONTENT_TYPES[extname(name)])
         .header("cache-control", "no-cache")
         .header("x-content-type-options", "nosniff")
-        .header("content-security-policy", CONTENT_SECURITY_POLICY)
+        .header("content-security-policy", contentSecurityPolicy(storageOrigin(request)))
         .header("referrer-policy", "no-referrer")
         .send(body);
     };
 
-    app.get("/", (_request, reply) => sendFile(reply, "index.html"));
+    app.get("/", (request, reply) => sendFile(request, reply, "index.html"));
     // One route per file found at start, so no path from the request ever reaches the file system.
     for (const name of files) {
-      if (name !== "index.html") app.get(`/${name}`, (_request, reply) => sendFile(reply, name));
+      if (name !== "index.html") app.get(`/${name}`, (request, reply) => sendFile(request, reply, name));
     }
 
     app.get("/demo/client.js", (_request, reply) =>
@@ -131,6 +146,7 @@ export function demoSiteRoutes(options: DemoSiteOptions): FastifyPluginAsync {
         bots,
         generator: options.generator,
         room: options.room !== undefined,
+        ...(options.storageUrl && { uploadUrl: `${options.storageUrl(request)}/nos/upload` }),
       }),
     );
 
