@@ -139,7 +139,7 @@ describe.runIf(existsSync(CHROMIUM))("the demo page's native-streams switch", ()
     expect(await toggle.getAttribute("aria-pressed")).toBe("true");
     expect(await toggle.textContent()).toBe("Native: on");
     await recordBotTexts(page);
-    const user = [...stack.emulator.state.accounts.keys()].find((accid) => accid !== DEMO_BOT_ACCID)!;
+    const user = [...stack.emulator.state.accounts.keys()].find((accid) => /^(u|h)_/.test(accid))!; // the demo user, not a demo bot
 
     const answer = await streamNativeReply(stack, user, "native-1", ["Native ", "streams ", "render live."]);
     await page.locator("[data-testid=bot-bubble][data-status=ok]").first().waitFor({ timeout: 10_000 });
