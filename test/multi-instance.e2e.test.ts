@@ -329,7 +329,8 @@ describe.runIf(services.postgres && services.redis)("two instances on PostgreSQL
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
     try {
       expect(await redis.exists(`${stack.redisKeyPrefix}:im-bridge-replies:meta`)).toBe(1);
-      const limitKeys = await redis.keys(`${stack.redisKeyPrefix}:im-bridge:reply:minute:*`);
+      // Per bot since BOTS_FILE: im-bridge:reply:<bot>:minute:<user>.
+      const limitKeys = await redis.keys(`${stack.redisKeyPrefix}:im-bridge:reply:*:minute:*`);
       expect(limitKeys.length).toBe(USERS);
     } finally {
       redis.disconnect();
