@@ -429,6 +429,9 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
               isBot: (accid) => registry.isBot(accid),
               settings: config.userModeration.intercept,
               guard: callbackGuard,
+              rejections,
+              clientAddress: (request) =>
+                sourceGuard.clientAddress(request.socket.remoteAddress, request.headers["x-forwarded-for"]),
             }),
           ]
         : []),

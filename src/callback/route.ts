@@ -13,7 +13,7 @@ import type { BoundedAudit } from "../security/rejection-audit.ts";
 import type { MessageEvent } from "./events.ts";
 import type { Intake } from "./intake.ts";
 import { parseCallbackEvent } from "./parse.ts";
-import { verifyCallback } from "./verify.ts";
+import { acceptRawJson, verifiedRawBody } from "./signed-request.ts";
 
 export interface CallbackRouteOptions {
   appSecret: string;
@@ -42,32 +42,22 @@ export interface CallbackRouteOptions {
 
 export type CallbackOutcome = "accepted" | "duplicate" | "ignored" | "validation" | "rejected" | "unavailable";
 
-const JSON_TYPE = /^application\/json\s*(;.*)?$/i;
-
 export function callbackRoute(options: CallbackRouteOptions): FastifyPluginAsync {
   return async (app) => {
     // The signature covers the raw bytes, so the body must reach us unparsed.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser(JSON_TYPE, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
+    acceptRawJson(app);
 
     app.post("/im/callback", async (request, reply) => {
       await options.guard?.(request);
-      const rawBody = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-      const now = options.clock.now();
-      const verification = verifyCallback({
-        headers: request.headers,
-        rawBody,
+      const rawBody = await verifiedRawBody(request, {
         appSecret: options.appSecret,
-        now,
         windowMs: options.windowMs,
+        now: options.clock.now(),
+        rejections: options.rejections,
+        event: "callback.rejected",
+        clientAddress: options.clientAddress?.(request) ?? request.socket.remoteAddress ?? "",
+        onRejected: (reason) => options.onOutcome?.("rejected", reason),
       });
-      if (!verification.ok) {
-        const ip = options.clientAddress?.(request) ?? request.socket.remoteAddress ?? "";
-        options.onOutcome?.("rejected", verification.reason);
-        request.log.warn({ reason: verification.reason, ip }, "callback rejected");
-        await options.rejections.refuse("callback.rejected", { reason: verification.reason, ip });
-        throw new HttpError(401, "invalid_signature", `Callback signature rejected: ${verification.reason}`);
-      }
 
       const event = parseCallbackEvent(rawBody);
       if (event.kind === "message") options.onMessage?.(event);

@@ -14,6 +14,7 @@ import { createLogger } from "../http/logger.ts";
 import type { ModerationVerdict, Moderator } from "../moderation/types.ts";
 import { systemClock } from "../reply/clock.ts";
 import { ManualClock, settlePromises } from "../reply/manual-clock.ts";
+import { createBoundedAudit } from "../security/rejection-audit.ts";
 import { type Database, openDatabase } from "../storage/database.ts";
 import { AuditRepository } from "../storage/repositories.ts";
 import { decideWithinBudget, type InterceptSettings, interceptAnswer, parseInterceptBody } from "./index.ts";
@@ -171,6 +172,13 @@ describe("POST /im/intercept", () => {
           moderator,
           isBot: (accid) => accid === "advisor_bot",
           settings: SETTINGS,
+          rejections: createBoundedAudit({
+            record: (event, detail) => audit.record(event, null, detail),
+            perWindow: 60,
+            windowMs: 60_000,
+            now: () => Date.now(),
+            logger: { warn: () => {} },
+          }),
         }),
       ],
     });

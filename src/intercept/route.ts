@@ -7,9 +7,10 @@
  * block is written after the answer is on its way, so the database never eats NIM's 2 seconds.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { verifyCallback } from "../callback/verify.ts";
+import { acceptRawJson, verifiedRawBody } from "../callback/signed-request.ts";
 import { HttpError } from "../http/errors.ts";
 import type { Clock } from "../reply/clock.ts";
+import type { BoundedAudit } from "../security/rejection-audit.ts";
 import type { AuditRepository } from "../storage/repositories.ts";
 import {
   createInterceptChecker,
@@ -30,35 +31,29 @@ export interface InterceptRouteOptions extends InterceptCheckerOptions {
   settings: InterceptSettings;
   /** Extra checks before verification (the callback's source-address allow-list). */
   guard?: (request: FastifyRequest) => Promise<void> | void;
+  /** Refused signatures are audited at a bounded rate (shared with the message copy). */
+  rejections: BoundedAudit;
+  /** The caller's address as the allow-list sees it. */
+  clientAddress?: (request: FastifyRequest) => string;
 }
-
-const JSON_TYPE = /^application\/json\s*(;.*)?$/i;
 
 export function interceptRoute(options: InterceptRouteOptions): FastifyPluginAsync {
   const decide = createInterceptChecker(options);
   return async (app) => {
     // The signature covers the raw bytes, so the body must reach us unparsed.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser(JSON_TYPE, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
+    acceptRawJson(app);
 
     app.post(INTERCEPT_PATH, async (request, reply) => {
       await options.guard?.(request);
-      const rawBody = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       const now = options.clock.now();
-      const verification = verifyCallback({
-        headers: request.headers,
-        rawBody,
+      const rawBody = await verifiedRawBody(request, {
         appSecret: options.appSecret,
-        now,
         windowMs: options.windowMs,
+        now,
+        rejections: options.rejections,
+        event: "intercept.rejected",
+        clientAddress: options.clientAddress?.(request) ?? request.socket.remoteAddress ?? "",
       });
-      if (!verification.ok) {
-        request.log.warn({ reason: verification.reason, ip: request.ip }, "intercept rejected");
-        void options.audit
-          .record("intercept.rejected", null, { reason: verification.reason, ip: request.ip }, now)
-          .catch((error: unknown) => request.log.error({ err: error }, "audit write failed"));
-        throw new HttpError(401, "invalid_signature", `Intercept signature rejected: ${verification.reason}`);
-      }
 
       let body: unknown;
       try {
