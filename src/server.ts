@@ -13,7 +13,6 @@ import { createIntake } from "./callback/intake.ts";
 import { callbackRoute } from "./callback/route.ts";
 import { createMessageRouter } from "./callback/router.ts";
 import type { Config } from "./config/index.ts";
-import { createGenerator } from "./generators/index.ts";
 import type { ReplyGenerator } from "./generators/types.ts";
 import { buildHttpApp } from "./http/app.ts";
 import { createLogger, type Logger } from "./http/logger.ts";

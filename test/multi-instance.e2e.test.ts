@@ -18,7 +18,8 @@ import { POSTGRES_URL, REDIS_URL, services } from "./services.ts";
 
 const LEASE_SECONDS = 2;
 const SWEEP_INTERVAL_MS = 500;
-const USERS = 5;
+// Replies of one user come one at a time (per-conversation order): enough users keep several streaming at once.
+const USERS = 10;
 const MESSAGES = 40;
 /** Sixteen pieces ~120 ms apart: a reply streams for about two seconds. */
 const ANSWER = Array.from({ length: 16 }, (_, index) => `第${index}段，多实例。Part ${index} of the answer. `).join("");

@@ -244,7 +244,7 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
         if (writer.nextSeq === 0) await writer.writeSegment(plan.text);
         return finishWith("ok", false);
       case "answer":
-        return answer(inbox, plan, writer, address, controller, finishWith);
+        return answer(inbox, plan, writer, controller, finishWith);
     }
   }
 
@@ -252,7 +252,6 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
     inbox: InboxMessage,
     plan: Extract<ReplyPlan, { action: "answer" }>,
     writer: ReplyWriter,
-    address: ReplyAddress,
     controller: AbortController,
     finishWith: (
       status: ReplyStatus,
