@@ -50,6 +50,12 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     // NIM's 5 s instead of waiting for a connection that will not come.
     const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 2_000 });
     pool.on("error", (error) => options.onBackgroundError?.(error));
+    // A client that is checked out when the server ends its connection (a restart, an admin's
+    // pg_terminate_backend) emits 'error' on itself, where the pool's idle listener is not attached:
+    // without a listener of its own that error would end the process. Its query fails on its own.
+    pool.on("connect", (client) => {
+      client.on("error", (error) => options.onBackgroundError?.(error));
+    });
     const kysely = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
     await migrateToLatest(kysely as Kysely<unknown>, "postgres");
     return { kysely, dialect: "postgres", close: () => kysely.destroy() };
