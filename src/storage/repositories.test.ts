@@ -3,6 +3,7 @@
  * PostgreSQL: one schema and one set of queries must behave the same on both.
  */
 import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POSTGRES_URL, services } from "../../test/services.ts";
@@ -25,6 +26,32 @@ const backends: Array<{ name: string; enabled: boolean; url: () => Promise<strin
   { name: "sqlite", enabled: true, url: async () => "sqlite::memory:" },
   { name: "postgres", enabled: services.postgres, url: freshPostgresSchema },
 ];
+
+describe.runIf(services.postgres)("PostgreSQL connections the server ends", () => {
+  it("do not end the process, also when checked out, and the next query reconnects", async () => {
+    const errors: Error[] = [];
+    const database = await openDatabase(await freshPostgresSchema(), {
+      onBackgroundError: (error) => errors.push(error),
+    });
+    const admin = new pg.Client({ connectionString: POSTGRES_URL });
+    await admin.connect();
+    try {
+      await database.kysely.connection().execute(async (connection) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(connection);
+        // What a server restart does to a connection in use (error 57P01 on that client).
+        await admin.query("select pg_terminate_backend($1)", [rows[0]?.pid]);
+        const deadline = Date.now() + 5_000;
+        while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      });
+      expect(errors.length).toBeGreaterThan(0);
+      const { rows } = await sql<{ one: number }>`select 1 as one`.execute(database.kysely);
+      expect(rows[0]?.one).toBe(1);
+    } finally {
+      await admin.end();
+      await database.close();
+    }
+  });
+});
 
 for (const backend of backends) {
   describe.runIf(backend.enabled)(`storage on ${backend.name}`, () => {
