@@ -16,6 +16,7 @@ import { isResetCommand, isStopCommand } from "../turns/commands.ts";
 import type { TokenBudget } from "../usage/types.ts";
 import type { Clock } from "./clock.ts";
 import { blockedText, limitedTextWithRetryAfter, nothingToStopText, resetConfirmationText } from "./messages.ts";
+import { parsePayload } from "./payload.ts";
 import type { ReplyPlan } from "./plan.ts";
 
 export interface AdmissionOptions {
@@ -131,14 +132,4 @@ export function createAdmission(options: AdmissionOptions): (message: InboxMessa
     }
     return { action: "answer" };
   };
-}
-
-export function parsePayload<T extends object>(payload: string | null): Partial<T> {
-  if (!payload) return {};
-  try {
-    const value: unknown = JSON.parse(payload);
-    return typeof value === "object" && value !== null ? (value as Partial<T>) : {};
-  } catch {
-    return {};
-  }
 }
