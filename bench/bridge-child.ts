@@ -15,7 +15,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { loadConfig } from "../src/config/index.ts";
 import type { ReplyObserver } from "../src/reply/observer.ts";
 import { type BridgeOverrides, createBridge } from "../src/server.ts";
-import { createTokenGenerator, summarize } from "./common.ts";
+import { summarize } from "./common.ts";
 
 type Request = { id: number; type: "mark" | "reset" | "stats" | "stop" };
 
@@ -43,10 +43,8 @@ async function main(): Promise<void> {
   if (mode === "ingest") {
     overrides.worker = false;
   } else {
-    overrides.generator = createTokenGenerator({
-      tokens: Number(process.env.BENCH_TOKENS ?? 100),
-      intervalMs: Number(process.env.BENCH_TOKEN_INTERVAL_MS ?? 50),
-    });
+    // By module URL, so the generator runs wherever the replies run (the reply thread).
+    overrides.generatorModule = new URL("./token-generator-module.ts", import.meta.url).href;
   }
 
   const bridge = await createBridge(config, overrides);

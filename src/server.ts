@@ -60,6 +60,12 @@ export interface BridgeOverrides {
   logger?: Logger;
   nim?: NimClient;
   generator?: ReplyGenerator;
+  /**
+   * A module (URL) whose default export `(env) => ReplyGenerator` makes the generator, for the
+   * reply thread: a function cannot cross into a worker thread, a module URL can. Used in process
+   * too when there is no thread. For benchmarks and tests; `generator` wins when both are given.
+   */
+  generatorModule?: string;
   clock?: Clock;
   queue?: ReplyQueue;
   observer?: ReplyObserver;
@@ -108,8 +114,9 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
       logger,
     });
-  const generators = overrides.generator
-    ? new Map(registry.all.map((bot) => [bot.accid, overrides.generator as ReplyGenerator]))
+  const generatorOverride = overrides.generator ?? (await loadGeneratorModule(overrides.generatorModule));
+  const generators = generatorOverride
+    ? new Map(registry.all.map((bot) => [bot.accid, generatorOverride]))
     : createBotGenerators(registry);
   const botProfile = (accid: string): BotProfile | undefined => {
     const bot = registry.find(accid);
@@ -465,4 +472,14 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       await database.close();
     },
   };
+}
+
+/** Loads a {@link BridgeOverrides.generatorModule}; undefined when none is named. */
+export async function loadGeneratorModule(url: string | undefined): Promise<ReplyGenerator | undefined> {
+  if (!url) return undefined;
+  const loaded = (await import(url)) as { default?: unknown };
+  if (typeof loaded.default !== "function") {
+    throw new TypeError(`generator module ${url} must export a default function (env) => ReplyGenerator`);
+  }
+  return (loaded.default as (env: NodeJS.ProcessEnv) => ReplyGenerator)(process.env);
 }
