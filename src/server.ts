@@ -4,7 +4,6 @@
  * implementations, so tests and `npm start` swap parts here (a fake generator, the emulator's URL)
  * through `overrides` without touching the pipeline.
  */
-import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import { Redis } from "ioredis";
 import { createOperatorConsole } from "./admin/index.ts";
@@ -18,17 +17,13 @@ import { buildHttpApp } from "./http/app.ts";
 import { createLogger, type Logger } from "./http/logger.ts";
 import { interceptRoute } from "./intercept/route.ts";
 import { enforceLimit, optionalPerMinuteLimit } from "./limits/http.ts";
-import { createReplyLimits, createSendBudget } from "./limits/index.ts";
 import { createRetentionJob } from "./maintenance/retention.ts";
-import { createMediaDependencies, prepareMediaTurn, readMediaAttachment } from "./media/index.ts";
 import { createMetrics, metricsRoute } from "./metrics/index.ts";
 import { createModerator } from "./moderation/index.ts";
 import { createUserMessageModeration } from "./moderation/user-messages.ts";
 import { ensureBotAccounts } from "./nim/bot-accounts.ts";
 import { createNimClient } from "./nim/client.ts";
-import { isStreamMessageRefusal } from "./nim/errors.ts";
 import type { NimClient } from "./nim/types.ts";
-import { createNimV2Client } from "./nim/v2-client.ts";
 import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
 import { inboxOnlyQueue } from "./queue/inbox-only.ts";
@@ -40,21 +35,16 @@ import { registerRoute } from "./register/route.ts";
 import { createRegisterService } from "./register/service.ts";
 import { type Clock, systemClock } from "./reply/clock.ts";
 import { combineObservers, type ReplyObserver } from "./reply/observer.ts";
-import { parsePayload } from "./reply/payload.ts";
-import { type BotProfile, createReplyProcessor } from "./reply/processor.ts";
-import { createCustomTransport } from "./reply/transport/custom.ts";
-import { createFallbackTransport } from "./reply/transport/fallback.ts";
-import { NativeStreamTransport } from "./reply/transport/native.ts";
-import type { ReplyTransport } from "./reply/transport/types.ts";
 import { createLocalTurnControl, createRedisTurnControl, type TurnControl } from "./reply/turn-control.ts";
-import { createReplyWorker, type ReplyWorker } from "./reply/worker.ts";
+import type { ReplyWorker } from "./reply/worker.ts";
+import { loadGeneratorModule } from "./runtime/generator-module.ts";
+import { createReplySide } from "./runtime/reply-side.ts";
+import { ReplyThread, replyThreadLoadable } from "./runtime/reply-thread.ts";
 import { createCallbackGuard } from "./security/callback-guard.ts";
 import { createSourceGuard, parseAddressList } from "./security/ip-allow-list.ts";
 import { createBoundedAudit } from "./security/rejection-audit.ts";
 import { type Database, openDatabase } from "./storage/database.ts";
-import type { InboxMessage } from "./storage/repositories.ts";
 import { createRepositories, type Repositories } from "./storage/repositories.ts";
-import { replyMentionFields } from "./teams/mentions.ts";
 
 export interface BridgeOverrides {
   logger?: Logger;
@@ -114,15 +104,6 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
       logger,
     });
-  const generatorOverride = overrides.generator ?? (await loadGeneratorModule(overrides.generatorModule));
-  const generators = generatorOverride
-    ? new Map(registry.all.map((bot) => [bot.accid, generatorOverride]))
-    : createBotGenerators(registry);
-  const botProfile = (accid: string): BotProfile | undefined => {
-    const bot = registry.find(accid);
-    const generator = bot && generators.get(bot.accid);
-    return bot && generator ? { accid: bot.accid, systemPrompt: bot.systemPrompt, generator } : undefined;
-  };
   // With REDIS_URL every instance shares de-duplication, limits, turn control and the job queue.
   const redis = config.redisUrl
     ? new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
@@ -131,7 +112,18 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   // REDIS_KEY_PREFIX namespaces every key we write, so deployments (or test runs) can share a Redis.
   const redisKey = (name: string) => (config.redisKeyPrefix ? `${config.redisKeyPrefix}:${name}` : name);
   const leaseMs = config.reply.leaseMs;
-  const queue =
+  // REPLY_THREAD: in the all-in-one role the replies run on a worker thread of their own, so a
+  // callback's ack never waits behind reply work (src/runtime/reply-thread.ts).
+  const replyThread = useReplyThread(config, overrides)
+    ? new ReplyThread({
+        data: { config, generatorModule: overrides.generatorModule },
+        // The thread's observer calls land on this process's observer (metrics, console, tests).
+        observer: relayTarget(() => observer),
+        logger,
+      })
+    : undefined;
+  const queue: ReplyQueue =
+    replyThread?.queue ??
     overrides.queue ??
     (redis
       ? new BullMqQueue({
@@ -199,126 +191,35 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
           now: () => clock.now(),
         })
       : undefined;
-  const limitBackend = redis ? { redis } : {};
-  // Per asker and bot: each bot's own limits (BOTS_FILE), defaulting to REPLY_LIMIT_PER_*.
-  const replyLimitsByBot = new Map(
-    registry.all
-      .filter((bot) => bot.limits.replyPerMinute > 0 || bot.limits.replyPerDay > 0)
-      .map((bot) => [
-        bot.accid,
-        createReplyLimits({
-          perMinute: bot.limits.replyPerMinute || Number.MAX_SAFE_INTEGER,
-          perDay: bot.limits.replyPerDay || Number.MAX_SAFE_INTEGER,
-          keyPrefix: redisKey(`im-bridge:reply:${bot.accid}`),
-          ...limitBackend,
-        }),
-      ]),
-  );
-  const sendBudget =
-    config.limits.nimSendRatePerSecond > 0
-      ? createSendBudget({
-          ratePerSecond: config.limits.nimSendRatePerSecond,
-          burst: config.limits.nimSendRatePerSecond,
-          keyPrefix: redisKey("im-bridge:send"),
-          ...limitBackend,
-        })
-      : undefined;
-
-  // NIM_STREAM_MODE: custom segments, or NIM's v2 stream messages falling back to custom segments
-  // for a reply NIM refuses them for (feature not enabled for the app, …).
-  const customTransport = createCustomTransport({
-    nim,
-    mentionFields: (address) =>
-      replyMentionFields(
-        { accid: address.askerAccid, nick: address.askerNick },
-        { botName: registry.find(address.botAccid)?.name ?? address.botAccid },
-      ),
-  });
-  const transport: ReplyTransport =
-    config.nim.streamMode === "native"
-      ? createFallbackTransport({
-          primary: new NativeStreamTransport({
-            nim: createNimV2Client({
-              appKey,
-              appSecret,
-              openApiBase: config.nim.openApiBase,
-              timeoutMs: config.nim.requestTimeoutMs,
-              retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
-              ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
-              logger,
-            }),
-            keepAliveIntervalMs: config.nim.streamKeepAliveMs,
-            logger,
-          }),
-          fallback: customTransport,
-          isRefusal: isStreamMessageRefusal,
-          logger,
-          onFallback: (address, error) => {
-            repositories.audit
-              .record(
-                "reply.native_refused",
-                address.replyTo,
-                { bot: address.botAccid, message: String(error) },
-                clock.now(),
-              )
-              .catch((auditError: unknown) => logger.warn({ err: auditError }, "could not audit a native refusal"));
-          },
-        })
-      : customTransport;
-  // Pictures, voice, files and locations (src/media): fetched only from MEDIA_ALLOWED_HOSTS.
-  const media = createMediaDependencies(config.media);
-  const prepareMedia = async (message: InboxMessage, signal: AbortSignal) => {
-    const stored = parsePayload<{ rawType: string; attach: unknown }>(message.payload);
-    const attachment = readMediaAttachment(String(stored.rawType ?? message.message_type), stored.attach);
-    if (!attachment) return undefined;
-    const vision = registry.find(message.bot_accid)?.vision ?? config.media.vision.enabled;
-    return prepareMediaTurn(
-      attachment,
-      { ...config.media, vision: { ...config.media.vision, enabled: vision } },
-      {
-        ...media,
-        signal,
-      },
-    );
-  };
   const runWorker = overrides.worker ?? config.role !== "http";
   const serveHttpRoutes = config.role !== "worker";
-  const processor = runWorker
-    ? createReplyProcessor({
-        repositories,
-        transport,
-        bot: botProfile,
-        pacingMs: config.reply.pacingMs,
-        idleTimeoutMs: config.reply.idleTimeoutMs,
-        totalTimeoutMs: config.reply.totalTimeoutMs,
-        historyTurns: config.reply.historyTurns,
-        historyCharacters: config.reply.historyCharacters,
-        maxAttempts: config.reply.maxAttempts,
-        clock,
-        logger,
-        workerId: `worker-${randomUUID()}`,
-        leaseMs,
-        observer,
-        replyLimits: (accid: string) => replyLimitsByBot.get(accid.toLowerCase()),
-        debounceMs: config.conversation.debounceMs,
-        media: prepareMedia,
-        ...(moderator ? { moderator } : {}),
-        ...(sendBudget ? { sendBudget } : {}),
-        respectNimAntispam: config.moderation.respectNimAntispam,
-        enqueue: (job) => queue.enqueue(job),
-        ...operatorConsole.replyOptions,
-      })
-    : undefined;
-  const worker = processor
-    ? createReplyWorker({
-        queue,
-        processReply: (job, signal) => processor.process(job, signal),
-        repositories,
-        logger,
-        singleInstance: !config.redisUrl,
-        sweepIntervalMs: config.reply.sweepIntervalMs,
-      })
-    : undefined;
+  const generatorOverride =
+    runWorker && !replyThread
+      ? (overrides.generator ?? (await loadGeneratorModule(overrides.generatorModule)))
+      : undefined;
+  const replySide =
+    runWorker && !replyThread
+      ? createReplySide({
+          config,
+          registry,
+          generators: generatorOverride
+            ? new Map(registry.all.map((bot) => [bot.accid, generatorOverride]))
+            : createBotGenerators(registry),
+          logger,
+          clock,
+          repositories,
+          nim,
+          observer,
+          moderator,
+          redis,
+          redisKey,
+          queue,
+          consoleReplyOptions: operatorConsole.replyOptions,
+          ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
+        })
+      : undefined;
+  const processor = replySide?.processor;
+  const worker = replySide?.worker;
   const turnControl: TurnControl = redis
     ? await createRedisTurnControl({
         redis,
@@ -326,7 +227,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         cancellations: processor?.cancellations,
         logger,
       })
-    : createLocalTurnControl(processor?.cancellations);
+    : (replyThread?.turnControl ?? createLocalTurnControl(processor?.cancellations));
   const retention = createRetentionJob({
     retention: repositories.retention,
     days: config.retentionDays,
@@ -454,6 +355,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     async start() {
       await ensureBotAccounts(nim, registry.all, logger);
       await worker?.start();
+      await replyThread?.start();
       retention.start();
       return app.listen({ port: config.http.port, host: config.http.host });
     },
@@ -463,6 +365,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       retention.stop();
       await app.close();
       await worker?.stop();
+      await replyThread?.stop();
       await userModeration?.idle();
       moderator?.close?.();
       await turnControl.close();
@@ -474,12 +377,39 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   };
 }
 
-/** Loads a {@link BridgeOverrides.generatorModule}; undefined when none is named. */
-export async function loadGeneratorModule(url: string | undefined): Promise<ReplyGenerator | undefined> {
-  if (!url) return undefined;
-  const loaded = (await import(url)) as { default?: unknown };
-  if (typeof loaded.default !== "function") {
-    throw new TypeError(`generator module ${url} must export a default function (env) => ReplyGenerator`);
+/** An observer that calls whatever `current()` is when called (it is built after the thread). */
+function relayTarget(current: () => ReplyObserver): ReplyObserver {
+  return {
+    started: (...args) => current().started?.(...args),
+    firstToken: (...args) => current().firstToken?.(...args),
+    firstSegment: (...args) => current().firstSegment?.(...args),
+    sent: (...args) => current().sent?.(...args),
+    generatorError: (...args) => current().generatorError?.(...args),
+    finished: (...args) => current().finished?.(...args),
+    delta: (...args) => current().delta?.(...args),
+  };
+}
+
+/**
+ * REPLY_THREAD=auto runs replies on their own thread when this process is the whole deployment
+ * (role all, no Redis: with Redis, run SERVE_ROLE=worker processes instead), the database can be
+ * opened twice (not an in-memory SQLite), and nothing was handed in that cannot cross into a
+ * thread (a generator function, a NIM client, a queue, a clock, a fetch or a logger of the
+ * caller's). `on` insists (and says why it cannot); `off` keeps one event loop.
+ */
+export function useReplyThread(config: Config, overrides: BridgeOverrides): boolean {
+  if (config.reply.thread === "off") return false;
+  const reasons: string[] = [];
+  if ((overrides.worker ?? true) === false || config.role !== "all") reasons.push("SERVE_ROLE is not all");
+  if (config.redisUrl) reasons.push("REDIS_URL is set (run SERVE_ROLE=worker processes instead)");
+  if (/^sqlite:(:memory:)?$/.test(config.databaseUrl)) reasons.push("the SQLite database is in memory");
+  const inProcessOnly = (["generator", "nim", "queue", "clock", "fetch", "logger"] as const).filter(
+    (name) => overrides[name] !== undefined,
+  );
+  if (inProcessOnly.length > 0) reasons.push(`overrides cannot cross into a thread: ${inProcessOnly.join(", ")}`);
+  if (!replyThreadLoadable()) reasons.push("the thread's TypeScript entry cannot be loaded without tsx");
+  if (config.reply.thread === "on" && reasons.length > 0) {
+    throw new Error(`REPLY_THREAD=on, but replies cannot run on a thread: ${reasons.join("; ")}`);
   }
-  return (loaded.default as (env: NodeJS.ProcessEnv) => ReplyGenerator)(process.env);
+  return reasons.length === 0;
 }

@@ -113,6 +113,11 @@ const environmentSchema = z.object({
   REPLY_TOTAL_TIMEOUT_SECONDS: integer(300, 1),
   REPLY_CONCURRENCY: integer(50, 1, 10_000),
   /**
+   * auto: in the all-in-one role replies run on a worker thread of their own, so callback acks
+   * never wait behind reply work; on: insist; off: one event loop for everything.
+   */
+  REPLY_THREAD: z.enum(["auto", "on", "off"]).default("auto"),
+  /**
    * How long a worker's claim on a reply lives without renewal (renewed every third of it). When an
    * instance dies, its replies are taken over once this runs out; BullMQ's job lock follows it.
    */
@@ -350,6 +355,8 @@ export interface Config {
     sweepIntervalMs: number;
     /** REPLY_MAX_ATTEMPTS */
     maxAttempts: number;
+    /** REPLY_THREAD */
+    thread: "auto" | "on" | "off";
   };
   /** RETENTION_DAYS; 0 keeps everything. */
   retentionDays: number;
@@ -520,6 +527,7 @@ export function loadConfig(
       leaseMs: values.REPLY_LEASE_SECONDS * 1000,
       sweepIntervalMs: values.REPLY_SWEEP_INTERVAL_MS,
       maxAttempts: values.REPLY_MAX_ATTEMPTS,
+      thread: values.REPLY_THREAD,
     },
     retentionDays: values.RETENTION_DAYS,
     auditRejectedPerMinute: values.AUDIT_REJECTED_PER_MINUTE,

@@ -1,0 +1,184 @@
+/**
+ * The reply thread's own start (see reply-thread.ts): builds the reply side from the configuration
+ * it is handed, with its own database connection and NIM client, and talks to the process over
+ * the worker port.
+ *
+ * @module
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { createOperatorConsole } from "../admin/index.ts";
+import { createBotGenerators, loadBots } from "../bots/index.ts";
+import { createLogger } from "../http/logger.ts";
+import { createModerator } from "../moderation/index.ts";
+import { createNimClient } from "../nim/client.ts";
+import { InProcessQueue } from "../queue/in-process.ts";
+import { systemClock } from "../reply/clock.ts";
+import type { ReplyObserver } from "../reply/observer.ts";
+import { openDatabase } from "../storage/database.ts";
+import { createRepositories } from "../storage/repositories.ts";
+import { loadGeneratorModule } from "./generator-module.ts";
+import { createReplySide } from "./reply-side.ts";
+import type {
+  FromReplyThread,
+  ObservedCall,
+  ObserverMethod,
+  ReplyThreadData,
+  ToReplyThread,
+} from "./reply-thread-messages.ts";
+
+const OBSERVER_METHODS: ObserverMethod[] = [
+  "started",
+  "firstToken",
+  "firstSegment",
+  "sent",
+  "generatorError",
+  "finished",
+  "delta",
+];
+
+/**
+ * An observer whose calls go to the process in batches: one message per turn of this thread's
+ * event loop rather than one per call (a busy thread makes thousands of calls a second).
+ */
+export function createRelayObserver(send: (calls: ObservedCall[]) => void): ReplyObserver & { flush(): void } {
+  let pending: ObservedCall[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const calls = pending;
+    pending = [];
+    send(calls);
+  };
+  const observer: Record<string, unknown> = { flush };
+  for (const method of OBSERVER_METHODS) {
+    observer[method] = (...args: unknown[]) => {
+      pending.push({ method, args });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    };
+  }
+  return observer as unknown as ReplyObserver & { flush(): void };
+}
+
+async function main(): Promise<void> {
+  const port = parentPort;
+  if (!port) throw new Error("reply-thread-entry must run in a worker thread");
+  const send = (message: FromReplyThread) => port.postMessage(message);
+  const { config, generatorModule } = workerData as ReplyThreadData;
+  const { appKey, appSecret } = config.nim;
+  if (!appKey || !appSecret) throw new Error("NIM_APP_KEY and NIM_APP_SECRET are required");
+  const registry = loadBots(config);
+  const logger = createLogger({ level: config.logLevel }).child({ thread: "reply" });
+  const clock = systemClock;
+  // The process opened the database first, so its migrations have run.
+  const database = await openDatabase(config.databaseUrl, {
+    onBackgroundError: (error) => logger.warn({ err: error }, "database connection lost; reconnecting on next use"),
+  });
+  const repositories = createRepositories(database);
+  const nim = createNimClient({
+    appKey,
+    appSecret,
+    apiBase: config.nim.apiBase,
+    timeoutMs: config.nim.requestTimeoutMs,
+    retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
+    logger,
+  });
+  const generatorOverride = await loadGeneratorModule(generatorModule);
+  const generators = generatorOverride
+    ? new Map(registry.all.map((bot) => [bot.accid, generatorOverride]))
+    : createBotGenerators(registry);
+  const moderator = createModerator({
+    keywordFile: config.moderation.keywordFile,
+    httpUrl: config.moderation.httpUrl,
+    httpTimeoutMs: config.moderation.httpTimeoutMs,
+    failOpen: config.moderation.failOpen,
+    logger,
+  });
+  // Usage, budgets and pauses only: the console's pages and live view are the process's.
+  const operatorConsole = await createOperatorConsole({
+    settings: { ...config.console, adminToken: undefined },
+    database,
+    repositories,
+    nim,
+    clock,
+    logger,
+    redis: undefined,
+    redisKey: (name) => name,
+    clientAddress: () => "",
+    budgetFor: (accid) => registry.find(accid)?.dailyTokenBudget,
+  });
+  const queue = new InProcessQueue({
+    concurrency: config.reply.concurrency,
+    onError: (job, error, attempt) =>
+      logger.error({ err: error, msgidServer: job.msgidServer, attempt }, "reply job failed"),
+  });
+  const observer = createRelayObserver((calls) => send({ type: "observed", calls }));
+  const { processor, worker } = createReplySide({
+    config,
+    registry,
+    generators,
+    logger,
+    clock,
+    repositories,
+    nim,
+    observer,
+    moderator,
+    redis: undefined,
+    redisKey: (name) => name,
+    queue,
+    consoleReplyOptions: operatorConsole.replyOptions,
+  });
+
+  const depthTimer = setInterval(() => {
+    queue.depth().then(
+      (depth) => send({ type: "depth", depth }),
+      () => undefined,
+    );
+  }, 1_000);
+  depthTimer.unref();
+
+  let stopping = false;
+  port.on("message", (message: ToReplyThread) => {
+    switch (message.type) {
+      case "job":
+        queue.enqueue({ msgidServer: message.msgidServer }).catch((error: unknown) => {
+          // The inbox row stays; the sweep or the next start picks it up.
+          logger.warn({ err: error, msgidServer: message.msgidServer }, "could not queue a reply");
+        });
+        return;
+      case "cancel":
+        processor.cancellations.cancel(message.replyTo, message.reason);
+        return;
+      case "stop":
+        if (stopping) return;
+        stopping = true;
+        clearInterval(depthTimer);
+        void (async () => {
+          await worker.stop();
+          observer.flush();
+          moderator?.close?.();
+          await operatorConsole.close();
+          await database.close();
+          send({ type: "stopped" });
+          port.close();
+        })().catch((error: unknown) => {
+          logger.error({ err: error }, "reply thread could not stop cleanly");
+          send({ type: "stopped" });
+          port.close();
+        });
+        return;
+    }
+  });
+
+  await worker.start();
+  send({ type: "ready" });
+}
+
+main().catch((error: unknown) => {
+  parentPort?.postMessage({ type: "failed", message: error instanceof Error ? error.message : String(error) });
+  // Let the message go out before the thread ends with an error code.
+  setImmediate(() => process.exit(1));
+});
