@@ -39,7 +39,7 @@ import { createLocalTurnControl, createRedisTurnControl, type TurnControl } from
 import type { ReplyWorker } from "./reply/worker.ts";
 import { loadGeneratorModule } from "./runtime/generator-module.ts";
 import { createReplySide } from "./runtime/reply-side.ts";
-import { ReplyThread, replyThreadLoadable } from "./runtime/reply-thread.ts";
+import { ReplyThread, replyThreadWanted } from "./runtime/reply-thread.ts";
 import { createCallbackGuard } from "./security/callback-guard.ts";
 import { createSourceGuard, parseAddressList } from "./security/ip-allow-list.ts";
 import { createBoundedAudit } from "./security/rejection-audit.ts";
@@ -390,26 +390,12 @@ function relayTarget(current: () => ReplyObserver): ReplyObserver {
   };
 }
 
-/**
- * REPLY_THREAD=auto runs replies on their own thread when this process is the whole deployment
- * (role all, no Redis: with Redis, run SERVE_ROLE=worker processes instead), the database can be
- * opened twice (not an in-memory SQLite), and nothing was handed in that cannot cross into a
- * thread (a generator function, a NIM client, a queue, a clock, a fetch or a logger of the
- * caller's). `on` insists (and says why it cannot); `off` keeps one event loop.
- */
-export function useReplyThread(config: Config, overrides: BridgeOverrides): boolean {
-  if (config.reply.thread === "off") return false;
-  const reasons: string[] = [];
-  if ((overrides.worker ?? true) === false || config.role !== "all") reasons.push("SERVE_ROLE is not all");
-  if (config.redisUrl) reasons.push("REDIS_URL is set (run SERVE_ROLE=worker processes instead)");
-  if (/^sqlite:(:memory:)?$/.test(config.databaseUrl)) reasons.push("the SQLite database is in memory");
-  const inProcessOnly = (["generator", "nim", "queue", "clock", "fetch", "logger"] as const).filter(
-    (name) => overrides[name] !== undefined,
-  );
-  if (inProcessOnly.length > 0) reasons.push(`overrides cannot cross into a thread: ${inProcessOnly.join(", ")}`);
-  if (!replyThreadLoadable()) reasons.push("the thread's TypeScript entry cannot be loaded without tsx");
-  if (config.reply.thread === "on" && reasons.length > 0) {
-    throw new Error(`REPLY_THREAD=on, but replies cannot run on a thread: ${reasons.join("; ")}`);
-  }
-  return reasons.length === 0;
+/** Whether replies run on their own thread (REPLY_THREAD; see src/runtime/reply-thread.ts). */
+function useReplyThread(config: Config, overrides: BridgeOverrides): boolean {
+  return replyThreadWanted(config, {
+    runsWorker: overrides.worker ?? true,
+    inProcessOverrides: (["generator", "nim", "queue", "clock", "fetch", "logger"] as const).filter(
+      (name) => overrides[name] !== undefined,
+    ),
+  });
 }

@@ -13,55 +13,12 @@ import { createModerator } from "../moderation/index.ts";
 import { createNimClient } from "../nim/client.ts";
 import { InProcessQueue } from "../queue/in-process.ts";
 import { systemClock } from "../reply/clock.ts";
-import type { ReplyObserver } from "../reply/observer.ts";
 import { openDatabase } from "../storage/database.ts";
 import { createRepositories } from "../storage/repositories.ts";
 import { loadGeneratorModule } from "./generator-module.ts";
 import { createReplySide } from "./reply-side.ts";
-import type {
-  FromReplyThread,
-  ObservedCall,
-  ObserverMethod,
-  ReplyThreadData,
-  ToReplyThread,
-} from "./reply-thread-messages.ts";
-
-const OBSERVER_METHODS: ObserverMethod[] = [
-  "started",
-  "firstToken",
-  "firstSegment",
-  "sent",
-  "generatorError",
-  "finished",
-  "delta",
-];
-
-/**
- * An observer whose calls go to the process in batches: one message per turn of this thread's
- * event loop rather than one per call (a busy thread makes thousands of calls a second).
- */
-export function createRelayObserver(send: (calls: ObservedCall[]) => void): ReplyObserver & { flush(): void } {
-  let pending: ObservedCall[] = [];
-  let scheduled = false;
-  const flush = () => {
-    scheduled = false;
-    if (pending.length === 0) return;
-    const calls = pending;
-    pending = [];
-    send(calls);
-  };
-  const observer: Record<string, unknown> = { flush };
-  for (const method of OBSERVER_METHODS) {
-    observer[method] = (...args: unknown[]) => {
-      pending.push({ method, args });
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
-    };
-  }
-  return observer as unknown as ReplyObserver & { flush(): void };
-}
+import { createRelayObserver } from "./reply-thread-entry-observer.ts";
+import type { FromReplyThread, ReplyThreadData, ToReplyThread } from "./reply-thread-messages.ts";
 
 async function main(): Promise<void> {
   const port = parentPort;

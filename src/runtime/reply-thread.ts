@@ -14,6 +14,7 @@
  * @module
  */
 import { Worker } from "node:worker_threads";
+import type { Config } from "../config/index.ts";
 import type { Logger } from "../http/logger.ts";
 import type { ReplyJob, ReplyJobHandler, ReplyQueue } from "../queue/types.ts";
 import type { ReplyObserver } from "../reply/observer.ts";
@@ -50,13 +51,40 @@ function workerSource(entry: URL): { source: string | URL; evaluate: boolean } {
 }
 
 /**
- * Whether this process can start the thread's entry: always from the compiled build; from
- * TypeScript sources only when a loader (tsx) is registered for the process and so for its
- * workers. Under a test runner that transpiles in memory (vitest) it cannot.
+ * Whether REPLY_THREAD=auto starts the thread: always from the compiled build; from TypeScript
+ * sources when the process itself runs under tsx (`npm run serve:dev`, the CLI in tests, the
+ * bench). A test runner that transpiles in memory (vitest) keeps one loop unless told `on`.
  */
 export function replyThreadLoadable(): boolean {
   if (!import.meta.url.endsWith(".ts")) return true;
   return [...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((argument) => /\btsx\b/.test(argument));
+}
+
+/**
+ * REPLY_THREAD=auto runs replies on their own thread when this process is the whole deployment
+ * (role all, no Redis: with Redis, run SERVE_ROLE=worker processes instead), the database can be
+ * opened twice (not an in-memory SQLite), and the caller handed in nothing that cannot cross into
+ * a thread (a generator function, a NIM client, a queue, a clock, a fetch, a logger). `on` insists
+ * and says why it cannot; `off` keeps one event loop.
+ */
+export function replyThreadWanted(
+  config: Pick<Config, "role" | "redisUrl" | "databaseUrl"> & { reply: Pick<Config["reply"], "thread"> },
+  context: { runsWorker: boolean; inProcessOverrides: readonly string[] },
+): boolean {
+  if (config.reply.thread === "off") return false;
+  const reasons: string[] = [];
+  if (!context.runsWorker || config.role !== "all") reasons.push("SERVE_ROLE is not all");
+  if (config.redisUrl) reasons.push("REDIS_URL is set (run SERVE_ROLE=worker processes instead)");
+  if (/^sqlite:(:memory:)?$/.test(config.databaseUrl)) reasons.push("the SQLite database is in memory");
+  if (context.inProcessOverrides.length > 0) {
+    reasons.push(`overrides cannot cross into a thread: ${context.inProcessOverrides.join(", ")}`);
+  }
+  if (config.reply.thread === "on" && reasons.length > 0) {
+    throw new Error(`REPLY_THREAD=on, but replies cannot run on a thread: ${reasons.join("; ")}`);
+  }
+  // Under a test runner that transpiles in memory, auto stays on one loop (on still starts the
+  // thread, through tsx's own API).
+  return reasons.length === 0 && (config.reply.thread === "on" || replyThreadLoadable());
 }
 
 export class ReplyThread {
