@@ -137,6 +137,22 @@ export function runLimitsConformance(name: string, harness: LimitsConformanceHar
       expect(grantedAfter[9]).toBeLessThan(2500);
     });
 
+    test("the send budget serves waiters in the order they asked: each stream gets its turn", async () => {
+      const budget = createSendBudget({
+        ratePerSecond: 4,
+        burst: 4,
+        keyPrefix: harness.keyPrefix("order"),
+        ...backend(),
+      });
+      // Use up the window, then twelve streams ask one after another.
+      await Promise.all(Array.from({ length: 4 }, () => budget.acquire("sendMsg")));
+      const granted: number[] = [];
+      await Promise.all(
+        Array.from({ length: 12 }, (_, stream) => budget.acquire("sendMsg").then(() => granted.push(stream))),
+      );
+      expect(granted).toEqual(Array.from({ length: 12 }, (_, stream) => stream));
+    });
+
     test("send budget groups are independent", async () => {
       const budget = createSendBudget({
         ratePerSecond: 1,

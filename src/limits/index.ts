@@ -12,7 +12,7 @@
  * BullMQ with maxRetriesPerRequest: null). Whether to let traffic through then is the caller's call.
  */
 import type { Redis } from "ioredis";
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
+import { RateLimiterMemory, RateLimiterQueue, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { RateLimit, RateLimitDecision, SendBudget } from "./types.ts";
 
 export type { RateLimit, RateLimitDecision, SendBudget } from "./types.ts";
@@ -102,7 +102,7 @@ export interface SendBudgetOptions {
   redis?: Redis;
   /** Default "im-bridge:send". */
   keyPrefix?: string;
-  /** Longest an acquire waits for its turn before it rejects (default 10 s). */
+  /** Longest an acquire waits for its turn before it rejects (default 10 s; Infinity: no limit). */
   maxWaitMs?: number;
 }
 
@@ -137,55 +137,57 @@ export function sendBudgetWindow(ratePerSecond: number, burst: number): { points
 }
 
 /**
- * A send budget per group that waits instead of failing: an acquire over the budget sleeps until
- * the window opens again and tries again, so a burst of replies is spread out rather than running
- * into NIM's 416. Waiters are not queued in order; each wakes when the window opens, with a little
- * jitter so instances do not all ask Redis in the same millisecond. Without Redis, the budget is
- * per process: with several instances, give them Redis or divide the rate between them.
+ * A send budget per group that waits instead of failing: acquires over the budget queue in order
+ * (rate-limiter-flexible's RateLimiterQueue, first in first out per group) and are granted as the
+ * window opens again. Every reply has at most one send waiting at a time (its writer is serial),
+ * so the queue serves the streams in turn: each gets its fair share of the rate, and none waits
+ * more than one round of the others. Without Redis the budget is per process: with several
+ * instances, give them Redis (the window is then shared; each instance keeps its own queue) or
+ * divide the rate between them.
  */
 export function createSendBudget(options: SendBudgetOptions): SendBudget & {
   readonly window: { points: number; durationSeconds: number };
 } {
   const window = sendBudgetWindow(options.ratePerSecond, options.burst);
   const maxWaitMs = options.maxWaitMs ?? 10_000;
-  const limit = createRateLimit({
-    ...window,
+  const settings = {
+    points: window.points,
+    duration: window.durationSeconds,
     keyPrefix: options.keyPrefix ?? "im-bridge:send",
-    ...(options.redis ? { redis: options.redis } : {}),
-  });
+  };
+  const limiter = options.redis
+    ? new RateLimiterRedis({ ...settings, storeClient: options.redis, rejectIfRedisNotReady: true })
+    : new RateLimiterMemory(settings);
+  const queue = new RateLimiterQueue(limiter);
   return {
     window,
-    async acquire(group: string, signal?: AbortSignal): Promise<void> {
-      const deadline = Date.now() + maxWaitMs;
-      for (;;) {
-        signal?.throwIfAborted();
-        const decision = await limit.consume(group);
-        if (decision.allowed) return;
-        // Past retryAfterMs the window has reset; +1 ms so the key has surely expired.
-        const waitMs = decision.retryAfterMs + 1 + Math.floor(Math.random() * 20);
-        // Waiting when the next window opens after the deadline would only delay the same error.
-        if (Date.now() + waitMs > deadline) throw new SendBudgetTimeoutError(group, maxWaitMs);
-        await sleep(waitMs, signal);
-      }
+    acquire(group: string, signal?: AbortSignal): Promise<void> {
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      const turn = queue.removeTokens(1, group);
+      return new Promise<void>((resolve, reject) => {
+        // A waiter that gives up (abort, timeout) leaves its place in the queue: the token it is
+        // granted later goes unused, which errs on the side of NIM's limit.
+        let timer: NodeJS.Timeout | undefined;
+        const settle = (outcome: () => void) => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          outcome();
+        };
+        const onAbort = () => settle(() => reject(signal?.reason));
+        signal?.addEventListener("abort", onAbort, { once: true });
+        if (Number.isFinite(maxWaitMs)) {
+          timer = setTimeout(() => settle(() => reject(new SendBudgetTimeoutError(group, maxWaitMs))), maxWaitMs);
+        }
+        turn.then(
+          () => settle(resolve),
+          (error: unknown) =>
+            settle(() => reject(error instanceof Error ? error : new Error(`send budget failed: ${String(error)}`))),
+        );
+      });
     },
   };
 }
 
 function requirePositiveInteger(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
-}
-
-/** setTimeout as a promise that rejects with the signal's reason when the signal aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

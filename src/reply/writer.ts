@@ -208,9 +208,9 @@ export class ReplyWriter {
     if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
     const startedAt = clock.now();
     try {
-      // Waiting here spreads a burst; if the budget cannot be had in time, NIM's 416 and the
-      // client's backoff still protect us, so the send goes ahead.
-      await this.options.sendBudget?.acquire("message").catch(() => undefined);
+      // Waiting here spreads a burst, streams taking turns; if the budget fails (Redis down), NIM's
+      // 416 and the client's backoff still protect us, so the send goes ahead.
+      await this.options.sendBudget?.acquire("message", this.options.deliverySignal).catch(() => undefined);
       const result = await this.options.transport.deliver(address, message, {
         state: this.state,
         signal: this.options.deliverySignal,

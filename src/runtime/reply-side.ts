@@ -85,6 +85,9 @@ export function createReplySide(options: ReplySideOptions): ReplySide {
       ? createSendBudget({
           ratePerSecond: config.limits.nimSendRatePerSecond,
           burst: config.limits.nimSendRatePerSecond,
+          // Under overload a send waits for its turn however long the round is (streams coalesce
+          // meanwhile) rather than going over NIM's budget.
+          maxWaitMs: Number.POSITIVE_INFINITY,
           keyPrefix: redisKey("im-bridge:send"),
           ...limitBackend,
         })
