@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   cutPrefixWithinBudget,
   encodedTextLength,
@@ -228,6 +228,24 @@ describe("cutPrefixWithinBudget on long buffers that fit", () => {
         const cut = cutPrefixWithinBudget(text, 1_000_000);
         expect(cut).toEqual({ end: text.length, cost: JSON.stringify(text).length - 2, lastClusterStart: expected });
       }
+    }
+  });
+});
+
+describe("cutPrefixWithinBudget on a long backlog", () => {
+  it("encodes work in proportion to the budget, not to the backlog", () => {
+    const backlog = "流式回答".repeat(250_000);
+    const encode = vi.spyOn(JSON, "stringify");
+    try {
+      const cut = cutPrefixWithinBudget(backlog, 4_900);
+      expect(cut.end).toBe(4_900);
+      const encodedCharacters = encode.mock.calls.reduce(
+        (total, [value]) => total + (typeof value === "string" ? value.length : 0),
+        0,
+      );
+      expect(encodedCharacters).toBeLessThan(10 * 4_900);
+    } finally {
+      encode.mockRestore();
     }
   });
 });

@@ -113,7 +113,9 @@ export function cutPrefixWithinBudget(text: string, budget: number): PrefixCut {
   }
   // Fast path for the common case (the whole buffer fits): only the last cluster needs finding,
   // so segmenting a long backlog on every send does not cost time proportional to its length.
-  const wholeCost = encodedTextLength(text);
+  // A text longer than the budget cannot fit (each code unit costs at least 1), and is not even
+  // encoded whole: every cut then costs in proportion to the budget, never to the backlog.
+  const wholeCost = text.length <= budget ? encodedTextLength(text) : Number.POSITIVE_INFINITY;
   if (wholeCost <= budget && text.length > TAIL_WINDOW) {
     const tailStart = text.length - TAIL_WINDOW;
     let lastInTail: number | undefined;
