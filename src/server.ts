@@ -27,6 +27,7 @@ import { createUserMessageModeration } from "./moderation/user-messages.ts";
 import { ensureBotAccounts } from "./nim/bot-accounts.ts";
 import { createNimClient } from "./nim/client.ts";
 import { isStreamMessageRefusal } from "./nim/errors.ts";
+import { createPoolSender } from "./nim/pool-sender.ts";
 import type { NimClient } from "./nim/types.ts";
 import { createNimV2Client } from "./nim/v2-client.ts";
 import { BullMqQueue } from "./queue/bullmq.ts";
@@ -97,6 +98,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     onBackgroundError: (error) => logger.warn({ err: error }, "database connection lost; reconnecting on next use"),
   });
   const repositories = createRepositories(database);
+  // One bounded keep-alive pool per NIM origin, shared by the classic and v2 clients; closed last.
+  const nimHttp = createPoolSender({ connections: config.nim.httpConnections });
   const nim =
     overrides.nim ??
     createNimClient({
@@ -105,7 +108,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       apiBase: config.nim.apiBase,
       timeoutMs: config.nim.requestTimeoutMs,
       retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
-      ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
+      ...(overrides.fetch ? { fetch: overrides.fetch } : { http: nimHttp }),
       logger,
     });
   const generators = overrides.generator
@@ -237,7 +240,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
               openApiBase: config.nim.openApiBase,
               timeoutMs: config.nim.requestTimeoutMs,
               retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
-              ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
+              ...(overrides.fetch ? { fetch: overrides.fetch } : { http: nimHttp }),
               logger,
             }),
             keepAliveIntervalMs: config.nim.streamKeepAliveMs,
@@ -461,6 +464,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       await turnControl.close();
       await operatorConsole.close();
       if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
+      await nimHttp.close();
       await redis?.quit().catch(() => redis.disconnect());
       await database.close();
     },
