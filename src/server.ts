@@ -23,6 +23,7 @@ import { createModerator } from "./moderation/index.ts";
 import { createUserMessageModeration } from "./moderation/user-messages.ts";
 import { ensureBotAccounts } from "./nim/bot-accounts.ts";
 import { createNimClient } from "./nim/client.ts";
+import { createPoolSender } from "./nim/pool-sender.ts";
 import type { NimClient } from "./nim/types.ts";
 import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
@@ -93,6 +94,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     onBackgroundError: (error) => logger.warn({ err: error }, "database connection lost; reconnecting on next use"),
   });
   const repositories = createRepositories(database);
+  // One bounded keep-alive pool per NIM origin, shared by the classic and v2 clients; closed last.
+  const nimHttp = createPoolSender({ connections: config.nim.httpConnections });
   const nim =
     overrides.nim ??
     createNimClient({
@@ -101,7 +104,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       apiBase: config.nim.apiBase,
       timeoutMs: config.nim.requestTimeoutMs,
       retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
-      ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
+      ...(overrides.fetch ? { fetch: overrides.fetch } : { http: nimHttp }),
       logger,
     });
   // With REDIS_URL every instance shares de-duplication, limits, turn control and the job queue.
@@ -215,7 +218,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
           redisKey,
           queue,
           consoleReplyOptions: operatorConsole.replyOptions,
-          ...(overrides.fetch ? { fetch: overrides.fetch } : {}),
+          ...(overrides.fetch ? { fetch: overrides.fetch } : { http: nimHttp }),
         })
       : undefined;
   const processor = replySide?.processor;
@@ -371,6 +374,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       await turnControl.close();
       await operatorConsole.close();
       if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
+      await nimHttp.close();
       await redis?.quit().catch(() => redis.disconnect());
       await database.close();
     },

@@ -76,6 +76,13 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ ...required, NIM_STREAM_KEEPALIVE_MS: "30000" })).toThrow(/NIM_STREAM_KEEPALIVE_MS/);
   });
 
+  it("bounds NIM's sockets per origin with NIM_HTTP_CONNECTIONS (default 64, at least 1)", () => {
+    expect(loadConfig(required).nim.httpConnections).toBe(64);
+    expect(loadConfig({ ...required, NIM_HTTP_CONNECTIONS: "8" }).nim.httpConnections).toBe(8);
+    expect(() => loadConfig({ ...required, NIM_HTTP_CONNECTIONS: "0" })).toThrow(/NIM_HTTP_CONNECTIONS/);
+    expect(() => loadConfig({ ...required, NIM_HTTP_CONNECTIONS: "many" })).toThrow(/NIM_HTTP_CONNECTIONS/);
+  });
+
   it("requires GENERATOR_HTTP_URL for the http generator", () => {
     expect(() => loadConfig({ ...required, BOT_GENERATOR: "http" })).toThrow(/GENERATOR_HTTP_URL/);
     expect(

@@ -43,6 +43,11 @@ const environmentSchema = z.object({
   /** Overall deadline of one logical NIM call including all retries. */
   NIM_RETRY_DEADLINE_MS: integer(30_000, 0),
   NIM_RETRY_MAX_ATTEMPTS: integer(6, 1, 50),
+  /**
+   * Sockets per NIM origin (keep-alive, reused). Calls beyond it wait for a free socket, within
+   * their NIM_REQUEST_TIMEOUT_MS: throughput is about this many calls per NIM round trip.
+   */
+  NIM_HTTP_CONNECTIONS: integer(64, 1, 1024),
 
   PORT: integer(8000, 0, 65_535),
   HOST: z.string().default("0.0.0.0"),
@@ -305,6 +310,8 @@ export interface Config {
     requestTimeoutMs: number;
     retryDeadlineMs: number;
     retryMaxAttempts: number;
+    /** Most sockets open to one NIM origin (NIM_HTTP_CONNECTIONS). */
+    httpConnections: number;
   };
   http: { port: number; host: string; bodyLimitBytes: number; requestTimeoutMs: number };
   role: "all" | "http" | "worker";
@@ -474,6 +481,7 @@ export function loadConfig(
       requestTimeoutMs: values.NIM_REQUEST_TIMEOUT_MS,
       retryDeadlineMs: values.NIM_RETRY_DEADLINE_MS,
       retryMaxAttempts: values.NIM_RETRY_MAX_ATTEMPTS,
+      httpConnections: values.NIM_HTTP_CONNECTIONS,
     },
     http: {
       port: values.PORT,

@@ -7,7 +7,7 @@
  * const curTime = String(Math.floor(Date.now() / 1000));
  * headers.CheckSum = apiCheckSum(appSecret, nonce, curTime);
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 
 /**
  * CheckSum of a classic or v2 server-API request: lowercase hex sha1(AppSecret + Nonce + CurTime),
@@ -32,12 +32,13 @@ export function bodyMd5(body: string | Uint8Array): string {
 }
 
 /**
- * A fresh Nonce: 32 lowercase hex characters, the shape the official Java SDK sends (a UUID without
- * dashes). NIM allows up to 128 characters and documents no replay cache, but a fresh one per
- * request costs nothing and keeps us safe if NIM ever starts rejecting repeats (code 431).
+ * A fresh Nonce: 32 lowercase hex characters, exactly what the official Java SDK sends (a random
+ * UUID without dashes). NIM allows up to 128 characters and documents no replay cache, but a fresh
+ * one per request keeps us safe if NIM ever starts rejecting repeats (code 431). `randomUUID` draws
+ * on a cached entropy buffer; a `randomBytes` call per request showed up in CPU profiles.
  */
 export function createNonce(): string {
-  return randomBytes(16).toString("hex");
+  return randomUUID().replaceAll("-", "");
 }
 
 function sha1Hex(text: string): string {

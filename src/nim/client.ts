@@ -14,8 +14,16 @@
  * const account = await nim.createAccount({ accid: "u_42" });
  */
 import { FREQUENCY_CONTROL_BACKOFF_MS, isNimError, isRetryableNimCode, NimError } from "./errors.ts";
+import type { NimHttpAnswer, NimHttpSender } from "./http.ts";
 import { type RetryPolicy, retry } from "./retry.ts";
-import { isRetryableHttpStatus, parseRetryAfter, redact, sendSignedAttempt } from "./signed-request.ts";
+import {
+  isRetryableHttpStatus,
+  parseRetryAfter,
+  redact,
+  resolveSender,
+  sendSignedAttempt,
+  splitApiBase,
+} from "./signed-request.ts";
 import {
   NIM_BODY_LIMIT,
   NIM_PUSHCONTENT_LIMIT,
@@ -64,7 +72,15 @@ export interface NimClientOptions {
     maxDelayMs?: number;
     jitter?: "full" | "equal";
   };
+  /**
+   * The HTTP sender, shared and closed by whoever passes it (server.ts shares one between the classic
+   * and v2 clients). Without it: a sender over `fetch` if given, else the client's own pool.
+   */
+  http?: NimHttpSender;
+  /** For tests that record or rewrite calls; ignored when `http` is given. */
   fetch?: typeof fetch;
+  /** The client's own pool: the most sockets to NIM at once (default 64, NIM_HTTP_CONNECTIONS). */
+  connections?: number;
   /** Wall clock in ms; CurTime is floor(now / 1000). Deadlines use a monotonic clock instead. */
   now?: () => number;
   logger?: NimLogger;
@@ -95,6 +111,7 @@ export interface NimCustomNotificationRequest {
 /** The {@link NimClient} contract plus calls that only the classic API offers. */
 export interface NimClassicClient extends NimClient {
   sendCustomNotification(request: NimCustomNotificationRequest, options?: NimCallOptions): Promise<void>;
+  close(): Promise<void>;
 }
 
 type FormFields = Record<string, string | number | undefined>;
@@ -112,8 +129,8 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
   if (!options.appKey) throw new TypeError("createNimClient: appKey is required");
   if (!options.appSecret) throw new TypeError("createNimClient: appSecret is required");
   if (!(options.timeoutMs > 0)) throw new TypeError("createNimClient: timeoutMs must be positive");
-  const apiBase = options.apiBase.replace(/\/+$/, "");
-  const fetchImplementation = options.fetch ?? globalThis.fetch;
+  const { origin, basePath } = splitApiBase(options.apiBase);
+  const { sender, owned } = resolveSender(options);
   const now = options.now ?? Date.now;
   const logger = options.logger;
   const policyDeadlineMs = options.retry.deadlineMs > 0 ? options.retry.deadlineMs : Number.POSITIVE_INFINITY;
@@ -132,7 +149,7 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
     sensitive: Array<string | undefined> = [],
   ): Promise<NimResponse> {
     const body = encodeForm(fields);
-    const url = `${apiBase}/${endpoint}`;
+    const path = `${basePath}/${endpoint}`;
     const callerSignal = callOptions?.signal;
     const secrets = [options.appSecret, ...sensitive].filter((value): value is string => value !== undefined);
     const policy: RetryPolicy = {
@@ -144,9 +161,10 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
     };
 
     const attemptOnce = async ({ remainingMs }: { remainingMs: number }): Promise<NimResponse> => {
-      const { response, text } = await sendSignedAttempt({
-        fetch: fetchImplementation,
-        url,
+      const answer = await sendSignedAttempt({
+        sender,
+        origin,
+        path,
         method: "POST",
         contentType,
         body,
@@ -157,7 +175,7 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
         callerSignal,
         endpoint,
       });
-      return interpretResponse(endpoint, response, text, secrets, frequencyControlBackoffMs);
+      return interpretResponse(endpoint, answer, secrets, frequencyControlBackoffMs);
     };
 
     try {
@@ -328,6 +346,10 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
         callOptions,
       );
     },
+
+    async close(): Promise<void> {
+      if (owned) await sender.close();
+    },
   };
   return client;
 }
@@ -339,18 +361,16 @@ export function createNimClient(options: NimClientOptions): NimClassicClient {
  */
 function interpretResponse(
   endpoint: string,
-  response: Response,
-  text: string,
+  { status, retryAfter, text }: NimHttpAnswer,
   secrets: string[],
   frequencyControlBackoffMs: number,
 ): NimResponse {
-  const status = response.status;
   if (status < 200 || status > 299) {
     const retryable = isRetryableHttpStatus(status);
     const parsed = parseEnvelope(text);
     const detail = parsed ? `; body code ${String(parsed.code)}${describeDesc(parsed, secrets)}` : "";
     throw new NimError("http", status, `HTTP ${status}${detail}`, retryable, endpoint, {
-      retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+      retryAfterMs: parseRetryAfter(retryAfter),
     });
   }
   const envelope = parseEnvelope(text);

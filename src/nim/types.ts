@@ -100,6 +100,11 @@ export interface NimClient {
   getUserInfos(accids: string[], options?: NimCallOptions): Promise<NimUserInfo[]>;
   sendMessage(request: NimSendMessageRequest, options?: NimCallOptions): Promise<NimSendMessageResult>;
   recallMessage(request: NimRecallRequest, options?: NimCallOptions): Promise<void>;
+  /**
+   * Closes the client's own connections once calls in flight end (a client given a shared sender
+   * leaves it to its owner). Optional, so test doubles need not have it.
+   */
+  close?(): Promise<void>;
 }
 
 /** The largest `body` NIM accepts on msg/sendMsg.action, counted in characters of the JSON string. */

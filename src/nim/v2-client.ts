@@ -27,8 +27,16 @@ import {
   NimError,
   NimStreamMessageRefusedError,
 } from "./errors.ts";
+import type { NimHttpAnswer, NimHttpSender } from "./http.ts";
 import { retry } from "./retry.ts";
-import { isRetryableHttpStatus, parseRetryAfter, redact, sendSignedAttempt } from "./signed-request.ts";
+import {
+  isRetryableHttpStatus,
+  parseRetryAfter,
+  redact,
+  resolveSender,
+  sendSignedAttempt,
+  splitApiBase,
+} from "./signed-request.ts";
 import type { NimCallOptions } from "./types.ts";
 
 export interface NimStreamChunkResult {
@@ -50,6 +58,8 @@ export interface NimV2Client {
     requestText: string,
     options?: NimCallOptions,
   ): Promise<NimStreamChunkResult>;
+  /** Closes the client's own connections (see NimClient.close). Optional, so test doubles need not have it. */
+  close?(): Promise<void>;
 }
 
 export interface NimV2ClientOptions {
@@ -62,7 +72,12 @@ export interface NimV2ClientOptions {
   timeoutMs: number;
   retry: { maxAttempts: number; deadlineMs: number; baseDelayMs?: number; maxDelayMs?: number };
   frequencyControlBackoffMs?: number;
+  /** A shared HTTP sender, closed by its owner; see NimClientOptions.http. */
+  http?: NimHttpSender;
+  /** For tests that record or rewrite calls; ignored when `http` is given. */
   fetch?: typeof fetch;
+  /** The client's own pool: the most sockets to NIM at once (default 64). */
+  connections?: number;
   now?: () => number;
   logger?: { warn(fields: Record<string, unknown>, message: string): void };
   random?: () => number;
@@ -74,12 +89,12 @@ export const STREAM_MESSAGE_ENDPOINT = "im/v2/conversations/{conversation_id}/me
 
 const contentType = "application/json;charset=utf-8";
 
-export function createNimV2Client(options: NimV2ClientOptions): NimV2Client {
+export function createNimV2Client(options: NimV2ClientOptions): NimV2Client & { close(): Promise<void> } {
   if (!options.appKey) throw new TypeError("createNimV2Client: appKey is required");
   if (!options.appSecret) throw new TypeError("createNimV2Client: appSecret is required");
   if (!(options.timeoutMs > 0)) throw new TypeError("createNimV2Client: timeoutMs must be positive");
-  const base = options.openApiBase.replace(/\/+$/, "");
-  const fetchImplementation = options.fetch ?? globalThis.fetch;
+  const { origin, basePath } = splitApiBase(options.openApiBase);
+  const { sender, owned } = resolveSender(options);
   const now = options.now ?? Date.now;
   const backoffMs = options.frequencyControlBackoffMs ?? FREQUENCY_CONTROL_BACKOFF_MS;
   const policyDeadlineMs = options.retry.deadlineMs > 0 ? options.retry.deadlineMs : Number.POSITIVE_INFINITY;
@@ -88,13 +103,14 @@ export function createNimV2Client(options: NimV2ClientOptions): NimV2Client {
     async sendStreamMessageChunk(conversationId, requestText, callOptions) {
       const endpoint = STREAM_MESSAGE_ENDPOINT;
       // `|` is percent-encoded: both forms reach NIM's router as the same id (nim-protocol §5).
-      const url = `${base}/im/v2/conversations/${encodeURIComponent(conversationId)}/messages/actions/stream_message`;
+      const path = `${basePath}/im/v2/conversations/${encodeURIComponent(conversationId)}/messages/actions/stream_message`;
       const deadlineMs = Math.min(policyDeadlineMs, callOptions?.deadlineMs ?? Number.POSITIVE_INFINITY);
       const answer = await retry(
         async ({ remainingMs }) => {
-          const { response, text } = await sendSignedAttempt({
-            fetch: fetchImplementation,
-            url,
+          const answer = await sendSignedAttempt({
+            sender,
+            origin,
+            path,
             method: "POST",
             contentType,
             body: requestText,
@@ -105,7 +121,7 @@ export function createNimV2Client(options: NimV2ClientOptions): NimV2Client {
             callerSignal: callOptions?.signal,
             endpoint,
           });
-          return interpretV2Response(endpoint, response, text, options.appSecret, backoffMs);
+          return interpretV2Response(endpoint, answer, options.appSecret, backoffMs);
         },
         { ...options.retry, deadlineMs },
         {
@@ -140,6 +156,10 @@ export function createNimV2Client(options: NimV2ClientOptions): NimV2Client {
       if (Number.isSafeInteger(createTime)) result.createTime = createTime;
       return result;
     },
+
+    async close(): Promise<void> {
+      if (owned) await sender.close();
+    },
   };
 }
 
@@ -152,15 +172,13 @@ interface V2Envelope {
 /** One HTTP answer → the envelope (code 200) or a NimError. */
 function interpretV2Response(
   endpoint: string,
-  response: Response,
-  text: string,
+  { status, retryAfter, text }: NimHttpAnswer,
   appSecret: string,
   frequencyControlBackoffMs: number,
 ): V2Envelope {
-  const status = response.status;
   if (status < 200 || status > 299) {
     throw new NimError("http", status, `HTTP ${status}`, isRetryableHttpStatus(status), endpoint, {
-      retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+      retryAfterMs: parseRetryAfter(retryAfter),
     });
   }
   const envelope = parseV2Envelope(text);

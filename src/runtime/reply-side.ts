@@ -17,6 +17,7 @@ import { createReplyLimits, createSendBudget } from "../limits/index.ts";
 import { createMediaDependencies, prepareMediaTurn, readMediaAttachment } from "../media/index.ts";
 import type { Moderator } from "../moderation/index.ts";
 import { isStreamMessageRefusal } from "../nim/errors.ts";
+import type { NimHttpSender } from "../nim/http.ts";
 import type { NimClient } from "../nim/types.ts";
 import { createNimV2Client } from "../nim/v2-client.ts";
 import type { ReplyQueue } from "../queue/types.ts";
@@ -48,7 +49,10 @@ export interface ReplySideOptions {
   queue: ReplyQueue;
   /** The operator console's usage, budgets and pauses. */
   consoleReplyOptions: OperatorConsole["replyOptions"];
+  /** NIM's v2 API (native streams) goes through this fetch (tests) … */
   fetch?: typeof fetch;
+  /** … or this shared keep-alive pool (closed by the caller). */
+  http?: NimHttpSender;
 }
 
 export interface ReplySide {
@@ -114,6 +118,7 @@ export function createReplySide(options: ReplySideOptions): ReplySide {
               timeoutMs: config.nim.requestTimeoutMs,
               retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
               ...(options.fetch ? { fetch: options.fetch } : {}),
+              ...(options.http && !options.fetch ? { http: options.http } : {}),
               logger,
             }),
             keepAliveIntervalMs: config.nim.streamKeepAliveMs,

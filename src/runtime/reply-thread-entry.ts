@@ -11,6 +11,7 @@ import { createBotGenerators, loadBots } from "../bots/index.ts";
 import { createLogger } from "../http/logger.ts";
 import { createModerator } from "../moderation/index.ts";
 import { createNimClient } from "../nim/client.ts";
+import { createPoolSender } from "../nim/pool-sender.ts";
 import { InProcessQueue } from "../queue/in-process.ts";
 import { systemClock } from "../reply/clock.ts";
 import { openDatabase } from "../storage/database.ts";
@@ -35,12 +36,15 @@ async function main(): Promise<void> {
     onBackgroundError: (error) => logger.warn({ err: error }, "database connection lost; reconnecting on next use"),
   });
   const repositories = createRepositories(database);
+  // The thread's own keep-alive pool to NIM, bounded like the process's (NIM_HTTP_CONNECTIONS).
+  const nimHttp = createPoolSender({ connections: config.nim.httpConnections });
   const nim = createNimClient({
     appKey,
     appSecret,
     apiBase: config.nim.apiBase,
     timeoutMs: config.nim.requestTimeoutMs,
     retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
+    http: nimHttp,
     logger,
   });
   const generatorOverride = await loadGeneratorModule(generatorModule);
@@ -87,6 +91,7 @@ async function main(): Promise<void> {
     redisKey: (name) => name,
     queue,
     consoleReplyOptions: operatorConsole.replyOptions,
+    http: nimHttp,
   });
 
   const depthTimer = setInterval(() => {
@@ -119,6 +124,7 @@ async function main(): Promise<void> {
           moderator?.close?.();
           await operatorConsole.close();
           await database.close();
+          await nimHttp.close();
           send({ type: "stopped" });
           port.close();
         })().catch((error: unknown) => {
