@@ -7,6 +7,7 @@ import { sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POSTGRES_URL, services } from "../../test/services.ts";
+import { StatementLog } from "../testing/statement-log.ts";
 import { type Database, openDatabase } from "./database.ts";
 import { createRepositories, type Repositories } from "./repositories.ts";
 
@@ -57,8 +58,9 @@ for (const backend of backends) {
   describe.runIf(backend.enabled)(`storage on ${backend.name}`, () => {
     let database: Database;
     let repositories: Repositories;
+    const log = new StatementLog();
     beforeAll(async () => {
-      database = await openDatabase(await backend.url());
+      database = await openDatabase(await backend.url(), { onStatement: log.record });
       repositories = createRepositories(database);
     });
     afterAll(async () => {
@@ -80,6 +82,29 @@ for (const backend of backends) {
       expect(stored).toMatchObject({ status: "accepted", text: "你好", msg_timestamp: 1, received_at: 10 });
       const audit = await repositories.audit.list({ event: "callback.accepted", subject: "9007199254740993123" });
       expect(audit).toHaveLength(1);
+    });
+
+    it("accepts a callback in one statement that also writes its callback.accepted audit row", async () => {
+      const message = {
+        msgidServer: "one-statement",
+        fromAccid: "u_one",
+        toAccid: "bot",
+        text: "hi",
+        msgTimestamp: 1,
+        now: 42,
+        conversationId: "team:bot:6001:u_one",
+      };
+      log.clear();
+      expect(await repositories.inbox.accept(message)).toBe(true);
+      expect(log.statements).toHaveLength(1);
+      expect(log.commits).toBe(1);
+      log.clear();
+      expect(await repositories.inbox.accept({ ...message, now: 43 })).toBe(false);
+      expect(log.statements).toHaveLength(1);
+      const audit = await repositories.audit.list({ event: "callback.accepted", subject: "one-statement" });
+      expect(audit.map((row) => [row.at, row.detail])).toEqual([
+        [42, JSON.stringify({ from: "u_one", conversation: "team:bot:6001:u_one" })],
+      ]);
     });
 
     it("lets one worker at a time hold a message, by the database's clock", async () => {

@@ -2,7 +2,7 @@
  * The queries the service needs, one small object per table group. Everything that must be
  * atomic (accepting a callback, committing a segment to the outbox) is one transaction here.
  */
-import { type ExpressionBuilder, type Selectable, sql } from "kysely";
+import { type ExpressionBuilder, type Insertable, type Selectable, sql } from "kysely";
 import type { Database } from "./database.ts";
 import { isUniqueViolation } from "./database.ts";
 import type { AccountTable, DatabaseSchema, InboxTable, OutboxTable, ReplyTable } from "./schema.ts";
@@ -92,43 +92,53 @@ export class InboxRepository {
     const scope = message.scope ?? "p2p";
     const botAccid = message.botAccid ?? message.toAccid;
     const conversationId = message.conversationId ?? `p2p:${botAccid}:${message.fromAccid}`;
+    const row: Insertable<InboxTable> = {
+      msgid_server: message.msgidServer,
+      from_accid: message.fromAccid,
+      to_accid: message.toAccid,
+      text: message.text,
+      msg_timestamp: message.msgTimestamp,
+      received_at: message.now,
+      status: "accepted",
+      attempts: 0,
+      lease_owner: null,
+      lease_until: null,
+      error: null,
+      updated_at: message.now,
+      antispam: message.antispam ? 1 : 0,
+      conversation_id: conversationId,
+      bot_accid: botAccid,
+      scope,
+      team_id: message.teamId ?? null,
+      msgid_client: message.msgidClient ?? null,
+      message_type: message.messageType ?? "text",
+      payload: message.payload ?? null,
+    };
+    // One statement on both dialects, committed on its own (it sits on NIM's 5-second ack path):
+    // the `callback.accepted` audit row (README, operator console) is written with the inbox row by
+    // the same statement — on PostgreSQL a data-modifying CTE, on SQLite (which has none) the
+    // trigger `inbox_accepted_audit` of migration 0005. A redelivery fails the primary key and the
+    // whole statement, audit row included.
     try {
-      await this.database.kysely.transaction().execute(async (transaction) => {
-        await transaction
-          .insertInto("inbox")
-          .values({
-            msgid_server: message.msgidServer,
-            from_accid: message.fromAccid,
-            to_accid: message.toAccid,
-            text: message.text,
-            msg_timestamp: message.msgTimestamp,
-            received_at: message.now,
-            status: "accepted",
-            attempts: 0,
-            lease_owner: null,
-            lease_until: null,
-            error: null,
-            updated_at: message.now,
-            antispam: message.antispam ? 1 : 0,
-            conversation_id: conversationId,
-            bot_accid: botAccid,
-            scope,
-            team_id: message.teamId ?? null,
-            msgid_client: message.msgidClient ?? null,
-            message_type: message.messageType ?? "text",
-            payload: message.payload ?? null,
-          })
-          .execute();
-        await transaction
+      if (this.database.dialect === "postgres") {
+        await this.database.kysely
+          .with("accepted", (database) => database.insertInto("inbox").values(row).returning("msgid_server"))
           .insertInto("audit_events")
-          .values({
-            at: message.now,
-            event: "callback.accepted",
-            subject: message.msgidServer,
-            detail: JSON.stringify({ from: message.fromAccid, conversation: conversationId }),
-          })
+          .columns(["at", "event", "subject", "detail"])
+          .expression((database) =>
+            database
+              .selectFrom("accepted")
+              .select([
+                sql<number>`${message.now}::bigint`.as("at"),
+                sql<string>`${"callback.accepted"}::text`.as("event"),
+                "accepted.msgid_server",
+                sql<string>`${acceptedDetail(message.fromAccid, conversationId)}::text`.as("detail"),
+              ]),
+          )
           .execute();
-      });
+      } else {
+        await this.database.kysely.insertInto("inbox").values(row).execute();
+      }
       return true;
     } catch (error) {
       if (isUniqueViolation(error)) return false;
@@ -320,6 +330,14 @@ export class InboxRepository {
       .execute();
     return Object.fromEntries(rows.map((row) => [row.status, Number(row.count)]));
   }
+}
+
+/**
+ * The detail of a `callback.accepted` audit row. SQLite's trigger (migration 0005) writes the same
+ * text with json_object: keep the two in step.
+ */
+function acceptedDetail(fromAccid: string, conversationId: string): string {
+  return JSON.stringify({ from: fromAccid, conversation: conversationId });
 }
 
 /** An unfinished message of the candidate's conversation that NIM stamped before it. */
