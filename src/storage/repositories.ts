@@ -2,7 +2,7 @@
  * The queries the service needs, one small object per table group. Everything that must be
  * atomic (accepting a callback, committing a segment to the outbox) is one transaction here.
  */
-import { type ExpressionBuilder, type Insertable, type Selectable, sql } from "kysely";
+import { type ExpressionBuilder, type Insertable, type Kysely, type Selectable, sql } from "kysely";
 import type { Database } from "./database.ts";
 import { isUniqueViolation } from "./database.ts";
 import type { AccountTable, DatabaseSchema, InboxTable, OutboxTable, ReplyTable } from "./schema.ts";
@@ -384,6 +384,41 @@ export interface OutboxRow {
   options?: string;
 }
 
+/** A delivered message of a reply: its seq and NIM's id for it. */
+export interface SentMark {
+  seq: number;
+  nimMsgid: string | null;
+}
+
+/** What a reply's next commit also settles (see ReplyRepository.commitOutbox). */
+export interface SettledWithCommit {
+  /** Messages delivered since the last commit: marked sent in the same transaction. */
+  sent?: SentMark[];
+  /** The reply's whole transport state, stored in the same transaction (the native in-flight marker). */
+  transportState?: string;
+}
+
+/** One UPDATE for any number of marks: each row gets its own NIM id through a CASE on seq. */
+function markSentQuery(executor: Kysely<DatabaseSchema>, streamId: string, marks: SentMark[], now: number) {
+  const [only] = marks;
+  const nimMsgid =
+    marks.length === 1 && only
+      ? only.nimMsgid
+      : sql<string | null>`case seq ${sql.join(
+          marks.map((mark) => sql`when ${mark.seq} then ${mark.nimMsgid}`),
+          sql` `,
+        )} end`;
+  return executor
+    .updateTable("outbox")
+    .set({ state: "sent", nim_msgid: nimMsgid, updated_at: now })
+    .where("stream_id", "=", streamId)
+    .where(
+      "seq",
+      "in",
+      marks.map((mark) => mark.seq),
+    );
+}
+
 export class ReplyRepository {
   constructor(private readonly database: Database) {}
 
@@ -433,12 +468,18 @@ export class ReplyRepository {
    * The first seq must be the reply's next_seq: a stale writer (a worker whose lease was taken
    * over) fails here instead of sending a seq twice. All final parts go in one call, so a crash
    * can never leave a reply with some final parts committed and the rest forgotten.
+   *
+   * `settled` rides along in the same transaction, so a steady stream costs one commit per
+   * message: the sent marks of the messages delivered since the previous commit, and the transport
+   * state the first new message needs stored before it is sent. A stale writer's commit changes
+   * neither.
    */
   async commitOutbox(
     reply: { replyTo: string; streamId: string },
     messages: OutboxRow[],
     now: number,
     finalStatus?: string,
+    settled: SettledWithCommit = {},
   ): Promise<boolean> {
     const first = messages[0];
     const last = messages[messages.length - 1];
@@ -452,11 +493,13 @@ export class ReplyRepository {
           text: sql`text || ${appended}`,
           updated_at: now,
           ...(finalStatus ? { state: "finished" as const, final_status: finalStatus } : {}),
+          ...(settled.transportState !== undefined ? { transport_state: settled.transportState } : {}),
         })
         .where("reply_to", "=", reply.replyTo)
         .where("next_seq", "=", first.seq)
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) return false;
+      if (settled.sent?.length) await markSentQuery(transaction, reply.streamId, settled.sent, now).execute();
       await transaction
         .insertInto("outbox")
         .values(
@@ -479,21 +522,32 @@ export class ReplyRepository {
     });
   }
 
-  async setTransportState(replyTo: string, state: string, now: number) {
-    await this.database.kysely
-      .updateTable("replies")
-      .set({ transport_state: state, updated_at: now })
-      .where("reply_to", "=", replyTo)
-      .execute();
+  /**
+   * Stores the reply's transport state. `sent` marks delivered messages of the reply in the same
+   * transaction: a transport's marker written before a later send must never be durable while an
+   * earlier delivered message still reads as unsent (see ReplyWriter).
+   */
+  async setTransportState(replyTo: string, state: string, now: number, sent?: { streamId: string; marks: SentMark[] }) {
+    const store = (executor: Kysely<DatabaseSchema>) =>
+      executor
+        .updateTable("replies")
+        .set({ transport_state: state, updated_at: now })
+        .where("reply_to", "=", replyTo)
+        .execute();
+    if (!sent?.marks.length) {
+      await store(this.database.kysely);
+      return;
+    }
+    await this.database.kysely.transaction().execute(async (transaction) => {
+      await store(transaction);
+      await markSentQuery(transaction, sent.streamId, sent.marks, now).execute();
+    });
   }
 
-  async markSent(streamId: string, seq: number, nimMsgid: string | null, now: number) {
-    await this.database.kysely
-      .updateTable("outbox")
-      .set({ state: "sent", nim_msgid: nimMsgid, updated_at: now })
-      .where("stream_id", "=", streamId)
-      .where("seq", "=", seq)
-      .execute();
+  /** Marks delivered messages sent, with NIM's ids, in one statement. */
+  async markSent(streamId: string, marks: SentMark[], now: number) {
+    if (marks.length === 0) return;
+    await markSentQuery(this.database.kysely, streamId, marks, now).execute();
   }
 
   async markFailed(streamId: string, seq: number, now: number) {
