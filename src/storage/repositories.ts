@@ -398,16 +398,20 @@ export interface SettledWithCommit {
   transportState?: string;
 }
 
-/** One UPDATE for any number of marks: each row gets its own NIM id through a CASE on seq. */
-function markSentQuery(executor: Kysely<DatabaseSchema>, streamId: string, marks: SentMark[], now: number) {
+/** NIM's id for each marked row: a CASE on seq, or the one id when there is one mark. */
+function nimMsgidOf(marks: SentMark[]) {
   const [only] = marks;
-  const nimMsgid =
-    marks.length === 1 && only
-      ? only.nimMsgid
-      : sql<string | null>`case seq ${sql.join(
-          marks.map((mark) => sql`when ${mark.seq} then ${mark.nimMsgid}`),
-          sql` `,
-        )} end`;
+  // Casts so PostgreSQL types the parameters (a CASE of bare parameters has no type to go by).
+  if (marks.length === 1 && only) return sql<string | null>`cast(${only.nimMsgid} as text)`;
+  return sql<string | null>`case seq ${sql.join(
+    marks.map((mark) => sql`when ${mark.seq} then cast(${mark.nimMsgid} as text)`),
+    sql` `,
+  )} end`;
+}
+
+/** One UPDATE for any number of marks. */
+function markSentQuery(executor: Kysely<DatabaseSchema>, streamId: string, marks: SentMark[], now: number) {
+  const nimMsgid = nimMsgidOf(marks);
   return executor
     .updateTable("outbox")
     .set({ state: "sent", nim_msgid: nimMsgid, updated_at: now })
@@ -485,6 +489,9 @@ export class ReplyRepository {
     const last = messages[messages.length - 1];
     if (!first || !last) return true;
     const appended = messages.map((message) => message.delta).join("");
+    if (this.database.dialect === "postgres") {
+      return this.commitOutboxInOneStatement(reply, messages, now, finalStatus, settled);
+    }
     return this.database.kysely.transaction().execute(async (transaction) => {
       const updated = await transaction
         .updateTable("replies")
@@ -520,6 +527,60 @@ export class ReplyRepository {
         .execute();
       return true;
     });
+  }
+
+  /**
+   * PostgreSQL: the same commit as one statement, autocommitted: one round trip and one short hold
+   * of a pooled connection per message instead of five (BEGIN, UPDATE, INSERT, UPDATE, COMMIT). The
+   * reply's UPDATE is the seq check: the outbox rows and the marks are written only when it matched
+   * (`exists (select from advanced)`); a stale writer's UPDATE matches nothing, so nothing changes.
+   * Parameters are cast because a UNION ALL of bare parameters would be typed text.
+   */
+  private async commitOutboxInOneStatement(
+    reply: { replyTo: string; streamId: string },
+    messages: OutboxRow[],
+    now: number,
+    finalStatus: string | undefined,
+    settled: SettledWithCommit,
+  ): Promise<boolean> {
+    const first = messages[0] as OutboxRow;
+    const last = messages[messages.length - 1] as OutboxRow;
+    const appended = messages.map((message) => message.delta).join("");
+    const assignments = [
+      sql`next_seq = ${last.seq + 1}::integer`,
+      sql`text = text || ${appended}::text`,
+      sql`updated_at = ${now}::bigint`,
+    ];
+    if (finalStatus) assignments.push(sql`state = 'finished'`, sql`final_status = ${finalStatus}::text`);
+    if (settled.transportState !== undefined) {
+      assignments.push(sql`transport_state = ${settled.transportState}::text`);
+    }
+    const marks = settled.sent ?? [];
+    const marked = marks.length
+      ? sql`, marked as (
+          update outbox set state = 'sent', nim_msgid = ${nimMsgidOf(marks)}, updated_at = ${now}::bigint
+          where stream_id = ${reply.streamId}::text and seq in (${sql.join(marks.map((mark) => sql`${mark.seq}::integer`))})
+            and exists (select 1 from advanced)
+        )`
+      : sql``;
+    const rows = sql.join(
+      messages.map(
+        (message) =>
+          sql`select ${reply.streamId}::text, ${message.seq}::integer, ${message.body}::text, ${message.kind}::text,
+            ${message.delta}::text, ${message.done ? 1 : 0}::integer, ${message.options ?? null}::text,
+            'pending'::text, null::text, ${now}::bigint, ${now}::bigint from advanced`,
+      ),
+      sql` union all `,
+    );
+    const result = await sql<{ seq: number }>`with advanced as (
+        update replies set ${sql.join(assignments)}
+        where reply_to = ${reply.replyTo}::text and next_seq = ${first.seq}::integer
+        returning reply_to
+      )${marked}
+      insert into outbox (stream_id, seq, body, kind, delta, done, options, state, nim_msgid, created_at, updated_at)
+      ${rows}
+      returning seq`.execute(this.database.kysely);
+    return result.rows.length === messages.length;
   }
 
   /**
