@@ -276,10 +276,21 @@ describe("reply processor", () => {
     expect(generator.lastSignal?.aborted).toBe(true);
     // Released and the attempt refunded: no waiting for a lease to run out.
     expect(await repositories.inbox.get("m1")).toMatchObject({ status: "processing", lease_owner: null, attempts: 0 });
+    // Every delivered segment is marked sent before the hand-over, also the last one, whose mark
+    // would otherwise have waited for a next commit.
+    const delivered = new Set(transport.sent.map((entry) => entry.message.seq));
+    const streamId = (await repositories.replies.get("m1"))?.stream_id ?? "";
+    const rows = await repositories.replies.outbox(streamId);
+    expect(rows.filter((row) => delivered.has(row.seq)).map((row) => row.state)).toEqual(
+      [...delivered].map(() => "sent"),
+    );
     generator = new ScriptedGenerator(["done"]);
     await processor({}, "worker-b").process({ msgidServer: "m1" });
     expect(transport.finals("m1")).toHaveLength(1);
     expect(transport.status("m1")).toBe("ok");
+    // So the next worker resent nothing that had been delivered.
+    const seqs = transport.sent.map((entry) => entry.message.seq);
+    expect(new Set(seqs).size).toBe(seqs.length);
   });
 
   it("a /stop ends the running reply with status stopped and keeps the text so far in history", async () => {

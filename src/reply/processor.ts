@@ -202,6 +202,30 @@ export function createReplyProcessor(options: ReplyProcessorOptions): ReplyProce
       deliverySignal,
       onDeliveryFailed: () => abort(controller, "delivery-failed"),
     });
+    try {
+      return await followPlan(inbox, plan, reply, writer, controller);
+    } finally {
+      // Marks of delivered messages still owed to a next commit that will not come (shutdown, a
+      // fault): stored while this worker still holds the lease, so the next one resends nothing
+      // that was delivered. Not after the lease was lost: the new owner resends those (safely).
+      if (cancelReasonOf(controller.signal) !== "lease-lost") {
+        await writer
+          .settle()
+          .catch((error: unknown) =>
+            logger.warn({ err: error, msgidServer: inbox.msgid_server }, "could not store the sent marks owed"),
+          );
+      }
+    }
+  }
+
+  /** Resends what a crashed attempt left unconfirmed, then carries out the reply's plan. */
+  async function followPlan(
+    inbox: InboxMessage,
+    plan: ReplyPlan,
+    reply: Reply,
+    writer: ReplyWriter,
+    controller: AbortController,
+  ): Promise<boolean> {
     const finishWith = async (
       status: ReplyStatus,
       recordTurn: boolean,

@@ -6,16 +6,32 @@
  * drop a repeated (stream_id, seq)) and exactly one done. The seq check in the commit also stops a
  * stale worker whose lease was taken over.
  *
+ * One commit per message (issue 13): the "sent" mark of a delivered message is not a write of its
+ * own but rides in the reply's next commit, and so does the transport's pre-send state (the native
+ * in-flight marker) for the first message of that commit. What that costs: after a crash the
+ * message(s) delivered since the last commit read as pending and are resent — the same seq and
+ * body, which clients drop (custom), or an uncertain chunk the native transport continues in a new
+ * stream message. What it must never cost is a second done, so a message with `done` is marked at
+ * once after it is delivered, before the reply counts as finished. Marks still owed when a reply
+ * stops short (shutdown, a crash-like fault) are written by {@link ReplyWriter.settle}.
+ *
  * @module
  */
 import type { Logger } from "pino";
 import type { ReplySource } from "../generators/types.ts";
 import type { SendBudget } from "../limits/types.ts";
 import { isNimError } from "../nim/errors.ts";
-import type { Reply, Repositories } from "../storage/repositories.ts";
+import type { Reply, Repositories, SentMark } from "../storage/repositories.ts";
 import type { Clock } from "./clock.ts";
 import type { ReplyObserver } from "./observer.ts";
-import type { OutboundMessage, ReplyAddress, ReplyStatus, ReplyTransport, TransportState } from "./transport/types.ts";
+import type {
+  DeliveryPreparation,
+  OutboundMessage,
+  ReplyAddress,
+  ReplyStatus,
+  ReplyTransport,
+  TransportState,
+} from "./transport/types.ts";
 
 export class LeaseLostError extends Error {
   override readonly name = "LeaseLostError";
@@ -52,7 +68,10 @@ export class ReplyWriter {
   /** Writes run one at a time (segments, keep-alives, the final): each takes the next seqs. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly state: TransportState;
+  /** The transport state as stored (only ever changed after a successful write). */
   private stateValues: Record<string, string>;
+  /** Messages delivered in this run whose "sent" mark is not stored yet (see the module comment). */
+  private owedMarks: SentMark[] = [];
 
   constructor(private readonly options: ReplyWriterOptions) {
     this.text = options.reply.text;
@@ -65,12 +84,18 @@ export class ReplyWriter {
       get: (key) => this.stateValues[key],
       set: async (values) => {
         const next = { ...this.stateValues, ...values };
+        // The owed marks go in the same transaction: a marker stored for a later send must never
+        // be durable while a message delivered before it still reads as unsent (the native
+        // transport would resend that one as certain, at an index NIM already has).
+        const marks = this.owedMarks;
         await options.repositories.replies.setTransportState(
           options.reply.reply_to,
           JSON.stringify(next),
           options.clock.now(),
+          { streamId: options.address.streamId, marks },
         );
         this.stateValues = next;
+        this.owedMarks = this.owedMarks.filter((mark) => !marks.includes(mark));
       },
     };
   }
@@ -82,6 +107,22 @@ export class ReplyWriter {
   /** Most characters one segment may carry on this transport. */
   maxDeltaCharacters(): number {
     return this.options.transport.maxDeltaCharacters(this.options.address);
+  }
+
+  /**
+   * Stores the "sent" marks still owed (one statement; nothing when none is owed). For a reply that
+   * stops without a final while its worker still holds it (shutdown): the next worker then resends
+   * nothing that was delivered.
+   */
+  settle(): Promise<void> {
+    return this.serialize(() => this.storeOwedMarks());
+  }
+
+  private async storeOwedMarks(): Promise<void> {
+    const marks = this.owedMarks;
+    if (marks.length === 0) return;
+    await this.options.repositories.replies.markSent(this.options.address.streamId, marks, this.options.clock.now());
+    this.owedMarks = this.owedMarks.filter((mark) => !marks.includes(mark));
   }
 
   /** Sends committed but unconfirmed messages first, in seq order, identical to the first try. */
@@ -140,8 +181,8 @@ export class ReplyWriter {
         ...(this.previous ? { previous: this.previous } : {}),
       });
       if (!message) return;
-      await this.commit([message]);
-      await this.deliver(message);
+      const prepared = await this.commit([message]);
+      await this.deliver(message, this.text, prepared);
     });
   }
 
@@ -152,8 +193,8 @@ export class ReplyWriter {
       committedText: this.text,
       ...(this.previous ? { previous: this.previous } : {}),
     });
-    await this.commit(messages);
-    for (const message of messages) await this.deliver(message);
+    const prepared = await this.commit(messages);
+    for (const message of messages) await this.deliver(message, this.text, prepared);
   }
 
   /** Commits every final part in one transaction, then delivers them; false when one could not go. */
@@ -169,17 +210,35 @@ export class ReplyWriter {
       ...(sources?.length ? { sources } : {}),
       ...(this.previous ? { previous: this.previous } : {}),
     });
-    await this.commit(messages, status);
+    const prepared = await this.commit(messages, status);
     try {
-      for (const message of messages) await this.deliver(message);
+      // The done part is marked at once when delivered (see deliver): the reply is finished only then.
+      for (const message of messages) await this.deliver(message, this.text, prepared);
       return true;
     } catch (error) {
-      if (error instanceof DeliveryFailedError) return false;
+      if (error instanceof DeliveryFailedError) {
+        // Parts delivered before the one NIM refused: the reply ends here, nothing commits after.
+        await this.storeOwedMarks();
+        return false;
+      }
       throw error;
     }
   }
 
-  private async commit(messages: OutboundMessage[], finalStatus?: ReplyStatus): Promise<void> {
+  /**
+   * Commits `messages` with the marks owed so far and, for the first of them, the state the
+   * transport wants stored before it is sent; returns that preparation for `deliver`.
+   */
+  private async commit(
+    messages: OutboundMessage[],
+    finalStatus?: ReplyStatus,
+  ): Promise<DeliveryPreparation | undefined> {
+    const [first] = messages;
+    const prepared = first
+      ? this.options.transport.prepareDelivery?.(this.options.address, first, this.state)
+      : undefined;
+    const nextState = prepared ? { ...this.stateValues, ...prepared.state } : undefined;
+    const marks = this.owedMarks;
     const committed = await this.options.repositories.replies.commitOutbox(
       // The reply's own key: in a team that is the inbox key `msgidServer#bot`, while the
       // address's replyTo is NIM's id that clients see.
@@ -194,16 +253,24 @@ export class ReplyWriter {
       })),
       this.options.clock.now(),
       finalStatus,
+      { sent: marks, ...(nextState ? { transportState: JSON.stringify(nextState) } : {}) },
     );
     if (!committed) throw new LeaseLostError("seq already committed by another worker");
+    this.owedMarks = this.owedMarks.filter((mark) => !marks.includes(mark));
+    if (nextState) this.stateValues = nextState;
     for (const message of messages) {
       this.nextSeq = message.seq + 1;
       this.text += message.delta;
       this.previous = message;
     }
+    return prepared;
   }
 
-  private async deliver(message: OutboundMessage, committedText = this.text): Promise<void> {
+  private async deliver(
+    message: OutboundMessage,
+    committedText = this.text,
+    prepared?: DeliveryPreparation,
+  ): Promise<void> {
     const { clock, observer, repositories, address } = this.options;
     if (this.options.deliverySignal.aborted) throw new LeaseLostError("delivery aborted");
     const startedAt = clock.now();
@@ -215,8 +282,12 @@ export class ReplyWriter {
         state: this.state,
         signal: this.options.deliverySignal,
         committedText,
+        ...(prepared?.seq === message.seq ? { prepared } : {}),
       });
-      await repositories.replies.markSent(address.streamId, message.seq, result.nimMessageId ?? null, clock.now());
+      this.owedMarks.push({ seq: message.seq, nimMsgid: result.nimMessageId ?? null });
+      // The done message's mark cannot wait for a next commit: resent after a restart, it would
+      // be a second done. So the reply is finished only once it is stored.
+      if (message.done) await this.storeOwedMarks();
       this.lastSentAt = clock.now();
       if (!this.sentAny) {
         this.sentAny = true;

@@ -6,7 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
-import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
+import { Kysely, type LogEvent, PostgresDialect, SqliteDialect } from "kysely";
 import pg from "pg";
 import { type Dialect, migrateToLatest } from "./migrations.ts";
 import type { DatabaseSchema } from "./schema.ts";
@@ -28,9 +28,17 @@ export interface OpenDatabaseOptions {
    * ends the process; with it the pool drops the client and the next query reconnects.
    */
   onBackgroundError?: (error: Error) => void;
+  /**
+   * Told the SQL text of every statement run, transaction control included (`begin`, `commit`):
+   * how the tests count what one callback or one streamed segment costs the database.
+   */
+  onStatement?: (sql: string) => void;
 }
 
 export async function openDatabase(url: string, options: OpenDatabaseOptions = {}): Promise<Database> {
+  const { onStatement } = options;
+  // Kysely logs every query of a connection, `begin` and `commit` too; without a listener nothing is logged.
+  const log = onStatement ? (event: LogEvent) => onStatement(event.query.sql) : undefined;
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length) || ":memory:";
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -41,6 +49,7 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     sqlite.pragma("foreign_keys = ON");
     const kysely = new Kysely<DatabaseSchema>({
       dialect: new SqliteDialect({ database: withStatementCache(sqlite as unknown as PreparingDatabase) }),
+      ...(log ? { log } : {}),
     });
     await migrateToLatest(kysely as Kysely<unknown>, "sqlite");
     return { kysely, dialect: "sqlite", close: () => kysely.destroy() };
@@ -56,7 +65,7 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     pool.on("connect", (client) => {
       client.on("error", (error) => options.onBackgroundError?.(error));
     });
-    const kysely = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
+    const kysely = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }), ...(log ? { log } : {}) });
     await migrateToLatest(kysely as Kysely<unknown>, "postgres");
     return { kysely, dialect: "postgres", close: () => kysely.destroy() };
   }

@@ -263,6 +263,28 @@ const migrations = (dialect: Dialect): Record<string, Migration> => ({
       await database.schema.dropTable("reply_usage").ifExists().execute();
     },
   },
+  /**
+   * One statement per accepted callback (issue 13): the `callback.accepted` audit row is written by
+   * the inbox insert itself. PostgreSQL does that in the insert's own data-modifying CTE
+   * (InboxRepository.accept); SQLite has no such CTE, so a trigger writes the row here, with the
+   * same detail text as JSON.stringify({ from, conversation }). A process of an older version on
+   * the same SQLite file (during an upgrade) would write a second row per callback: stop it first.
+   */
+  "0005_accept_audit": {
+    async up(database: Kysely<unknown>) {
+      if (dialect !== "sqlite") return;
+      await sql`create trigger inbox_accepted_audit after insert on inbox
+        begin
+          insert into audit_events (at, event, subject, detail)
+          values (new.received_at, 'callback.accepted', new.msgid_server,
+                  json_object('from', new.from_accid, 'conversation', new.conversation_id));
+        end`.execute(database);
+    },
+    async down(database: Kysely<unknown>) {
+      if (dialect !== "sqlite") return;
+      await sql`drop trigger if exists inbox_accepted_audit`.execute(database);
+    },
+  },
 });
 
 class StaticMigrationProvider implements MigrationProvider {

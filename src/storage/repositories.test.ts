@@ -2,24 +2,17 @@
  * The storage suite, run against the embedded SQLite and, when reachable, the machine's
  * PostgreSQL: one schema and one set of queries must behave the same on both.
  */
-import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { POSTGRES_URL, services } from "../../test/services.ts";
+import { freshPostgresSchema as freshSchema } from "../testing/postgres-schema.ts";
+import { StatementLog } from "../testing/statement-log.ts";
 import { type Database, openDatabase } from "./database.ts";
 import { createRepositories, type Repositories } from "./repositories.ts";
 
 async function freshPostgresSchema(): Promise<string> {
-  // Each run gets its own schema so parallel files and earlier runs never interfere.
-  const schema = `t_${randomUUID().replaceAll("-", "").slice(0, 16)}`;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  await client.query(`create schema ${schema}`);
-  await client.end();
-  const url = new URL(POSTGRES_URL);
-  url.searchParams.set("options", `-c search_path=${schema}`);
-  return url.toString();
+  return freshSchema(POSTGRES_URL);
 }
 
 const backends: Array<{ name: string; enabled: boolean; url: () => Promise<string> }> = [
@@ -57,8 +50,9 @@ for (const backend of backends) {
   describe.runIf(backend.enabled)(`storage on ${backend.name}`, () => {
     let database: Database;
     let repositories: Repositories;
+    const log = new StatementLog();
     beforeAll(async () => {
-      database = await openDatabase(await backend.url());
+      database = await openDatabase(await backend.url(), { onStatement: log.record });
       repositories = createRepositories(database);
     });
     afterAll(async () => {
@@ -80,6 +74,29 @@ for (const backend of backends) {
       expect(stored).toMatchObject({ status: "accepted", text: "你好", msg_timestamp: 1, received_at: 10 });
       const audit = await repositories.audit.list({ event: "callback.accepted", subject: "9007199254740993123" });
       expect(audit).toHaveLength(1);
+    });
+
+    it("accepts a callback in one statement that also writes its callback.accepted audit row", async () => {
+      const message = {
+        msgidServer: "one-statement",
+        fromAccid: "u_one",
+        toAccid: "bot",
+        text: "hi",
+        msgTimestamp: 1,
+        now: 42,
+        conversationId: "team:bot:6001:u_one",
+      };
+      log.clear();
+      expect(await repositories.inbox.accept(message)).toBe(true);
+      expect(log.statements).toHaveLength(1);
+      expect(log.commits).toBe(1);
+      log.clear();
+      expect(await repositories.inbox.accept({ ...message, now: 43 })).toBe(false);
+      expect(log.statements).toHaveLength(1);
+      const audit = await repositories.audit.list({ event: "callback.accepted", subject: "one-statement" });
+      expect(audit.map((row) => [row.at, row.detail])).toEqual([
+        [42, JSON.stringify({ from: "u_one", conversation: "team:bot:6001:u_one" })],
+      ]);
     });
 
     it("lets one worker at a time hold a message, by the database's clock", async () => {
@@ -167,7 +184,7 @@ for (const backend of backends) {
       ).toBe(true);
       const stored = await repositories.replies.get("reply-1");
       expect(stored).toMatchObject({ text: "你好", next_seq: 3, state: "finished", final_status: "ok" });
-      await repositories.replies.markSent("stream-1", 0, "123", 4);
+      await repositories.replies.markSent("stream-1", [{ seq: 0, nimMsgid: "123" }], 4);
       await repositories.replies.setTransportState("reply-1", '{"k":"v"}', 5);
       expect((await repositories.replies.get("reply-1"))?.transport_state).toBe('{"k":"v"}');
       const outbox = await repositories.replies.outbox("stream-1");
@@ -219,6 +236,78 @@ for (const backend of backends) {
       );
       expect(await conversations.recent(id, 10, 1000)).toEqual([{ role: "user", content: "after" }]);
       expect(await conversations.recent(other, 10, 1000)).toEqual([{ role: "user", content: "other" }]);
+    });
+
+    it("folds the sent marks of delivered messages and the transport state into the next commit", async () => {
+      const reply = await repositories.replies.getOrCreate(
+        { replyTo: "fold-1", streamId: "fold-stream", userAccid: "u_f", conversationId: "p2p:bot:u_f", plan: "{}" },
+        0,
+      );
+      const target = { replyTo: "fold-1", streamId: reply.stream_id };
+      const row = (seq: number, delta: string) => ({
+        seq,
+        kind: "segment" as const,
+        body: `{"s":${seq}}`,
+        delta,
+        done: false,
+      });
+      expect(await repositories.replies.commitOutbox(target, [row(0, "a"), row(1, "b")], 1)).toBe(true);
+
+      log.clear();
+      const settled = {
+        sent: [
+          { seq: 0, nimMsgid: "9007199254740993001" },
+          { seq: 1, nimMsgid: null },
+        ],
+        transportState: '{"native.inflight":"2"}',
+      };
+      expect(await repositories.replies.commitOutbox(target, [row(2, "c")], 2, undefined, settled)).toBe(true);
+      expect(log.commits).toBe(1);
+      // PostgreSQL: one statement, one round trip; SQLite (in-process): one transaction.
+      if (database.dialect === "postgres") expect(log.statements).toHaveLength(1);
+      else expect(log.transactions).toBe(1);
+      const states = async () =>
+        (await repositories.replies.outbox(reply.stream_id)).map((entry) => [entry.seq, entry.state, entry.nim_msgid]);
+      expect(await states()).toEqual([
+        [0, "sent", "9007199254740993001"],
+        [1, "sent", null],
+        [2, "pending", null],
+      ]);
+      expect(await repositories.replies.get("fold-1")).toMatchObject({
+        text: "abc",
+        next_seq: 3,
+        transport_state: '{"native.inflight":"2"}',
+      });
+
+      // A stale writer's commit changes nothing: not its marks, not the transport state.
+      const stale = { sent: [{ seq: 2, nimMsgid: "7" }], transportState: '{"stale":"1"}' };
+      expect(await repositories.replies.commitOutbox(target, [row(2, "X")], 3, undefined, stale)).toBe(false);
+      expect((await states()).at(-1)).toEqual([2, "pending", null]);
+      expect((await repositories.replies.get("fold-1"))?.transport_state).toBe('{"native.inflight":"2"}');
+
+      // Marks still owed when the reply ends go out in one statement; a state write carries them too.
+      log.clear();
+      await repositories.replies.markSent(reply.stream_id, [{ seq: 2, nimMsgid: "8" }], 4);
+      expect(log.statements).toHaveLength(1);
+      expect((await states()).at(-1)).toEqual([2, "sent", "8"]);
+      expect(await repositories.replies.commitOutbox(target, [row(3, "d"), row(4, "e")], 5)).toBe(true);
+      log.clear();
+      await repositories.replies.setTransportState("fold-1", '{"k":"w"}', 6, {
+        streamId: reply.stream_id,
+        marks: [
+          { seq: 3, nimMsgid: "9" },
+          { seq: 4, nimMsgid: "10" },
+        ],
+      });
+      expect(log.commits).toBe(1);
+      expect((await states()).slice(3)).toEqual([
+        [3, "sent", "9"],
+        [4, "sent", "10"],
+      ]);
+      expect((await repositories.replies.get("fold-1"))?.transport_state).toBe('{"k":"w"}');
+      log.clear();
+      await repositories.replies.setTransportState("fold-1", '{"k":"x"}', 7);
+      expect(log.statements).toHaveLength(1);
     });
 
     it("deletes finished exchanges and audit rows older than the retention cutoff, nothing else", async () => {

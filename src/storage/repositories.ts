@@ -2,7 +2,7 @@
  * The queries the service needs, one small object per table group. Everything that must be
  * atomic (accepting a callback, committing a segment to the outbox) is one transaction here.
  */
-import { type ExpressionBuilder, type Selectable, sql } from "kysely";
+import { type ExpressionBuilder, type Insertable, type Kysely, type Selectable, sql } from "kysely";
 import type { Database } from "./database.ts";
 import { isUniqueViolation } from "./database.ts";
 import type { AccountTable, DatabaseSchema, InboxTable, OutboxTable, ReplyTable } from "./schema.ts";
@@ -92,43 +92,53 @@ export class InboxRepository {
     const scope = message.scope ?? "p2p";
     const botAccid = message.botAccid ?? message.toAccid;
     const conversationId = message.conversationId ?? `p2p:${botAccid}:${message.fromAccid}`;
+    const row: Insertable<InboxTable> = {
+      msgid_server: message.msgidServer,
+      from_accid: message.fromAccid,
+      to_accid: message.toAccid,
+      text: message.text,
+      msg_timestamp: message.msgTimestamp,
+      received_at: message.now,
+      status: "accepted",
+      attempts: 0,
+      lease_owner: null,
+      lease_until: null,
+      error: null,
+      updated_at: message.now,
+      antispam: message.antispam ? 1 : 0,
+      conversation_id: conversationId,
+      bot_accid: botAccid,
+      scope,
+      team_id: message.teamId ?? null,
+      msgid_client: message.msgidClient ?? null,
+      message_type: message.messageType ?? "text",
+      payload: message.payload ?? null,
+    };
+    // One statement on both dialects, committed on its own (it sits on NIM's 5-second ack path):
+    // the `callback.accepted` audit row (README, operator console) is written with the inbox row by
+    // the same statement — on PostgreSQL a data-modifying CTE, on SQLite (which has none) the
+    // trigger `inbox_accepted_audit` of migration 0005. A redelivery fails the primary key and the
+    // whole statement, audit row included.
     try {
-      await this.database.kysely.transaction().execute(async (transaction) => {
-        await transaction
-          .insertInto("inbox")
-          .values({
-            msgid_server: message.msgidServer,
-            from_accid: message.fromAccid,
-            to_accid: message.toAccid,
-            text: message.text,
-            msg_timestamp: message.msgTimestamp,
-            received_at: message.now,
-            status: "accepted",
-            attempts: 0,
-            lease_owner: null,
-            lease_until: null,
-            error: null,
-            updated_at: message.now,
-            antispam: message.antispam ? 1 : 0,
-            conversation_id: conversationId,
-            bot_accid: botAccid,
-            scope,
-            team_id: message.teamId ?? null,
-            msgid_client: message.msgidClient ?? null,
-            message_type: message.messageType ?? "text",
-            payload: message.payload ?? null,
-          })
-          .execute();
-        await transaction
+      if (this.database.dialect === "postgres") {
+        await this.database.kysely
+          .with("accepted", (database) => database.insertInto("inbox").values(row).returning("msgid_server"))
           .insertInto("audit_events")
-          .values({
-            at: message.now,
-            event: "callback.accepted",
-            subject: message.msgidServer,
-            detail: JSON.stringify({ from: message.fromAccid, conversation: conversationId }),
-          })
+          .columns(["at", "event", "subject", "detail"])
+          .expression((database) =>
+            database
+              .selectFrom("accepted")
+              .select([
+                sql<number>`${message.now}::bigint`.as("at"),
+                sql<string>`${"callback.accepted"}::text`.as("event"),
+                "accepted.msgid_server",
+                sql<string>`${acceptedDetail(message.fromAccid, conversationId)}::text`.as("detail"),
+              ]),
+          )
           .execute();
-      });
+      } else {
+        await this.database.kysely.insertInto("inbox").values(row).execute();
+      }
       return true;
     } catch (error) {
       if (isUniqueViolation(error)) return false;
@@ -322,6 +332,14 @@ export class InboxRepository {
   }
 }
 
+/**
+ * The detail of a `callback.accepted` audit row. SQLite's trigger (migration 0005) writes the same
+ * text with json_object: keep the two in step.
+ */
+function acceptedDetail(fromAccid: string, conversationId: string): string {
+  return JSON.stringify({ from: fromAccid, conversation: conversationId });
+}
+
 /** An unfinished message of the candidate's conversation that NIM stamped before it. */
 // biome-ignore lint/suspicious/noExplicitAny: Kysely's selectFrom of an aliased self-join is not nameable here.
 function earlierUnfinished(selectFrom: any) {
@@ -364,6 +382,45 @@ export interface OutboxRow {
   delta: string;
   done: boolean;
   options?: string;
+}
+
+/** A delivered message of a reply: its seq and NIM's id for it. */
+export interface SentMark {
+  seq: number;
+  nimMsgid: string | null;
+}
+
+/** What a reply's next commit also settles (see ReplyRepository.commitOutbox). */
+export interface SettledWithCommit {
+  /** Messages delivered since the last commit: marked sent in the same transaction. */
+  sent?: SentMark[];
+  /** The reply's whole transport state, stored in the same transaction (the native in-flight marker). */
+  transportState?: string;
+}
+
+/** NIM's id for each marked row: a CASE on seq, or the one id when there is one mark. */
+function nimMsgidOf(marks: SentMark[]) {
+  const [only] = marks;
+  // Casts so PostgreSQL types the parameters (a CASE of bare parameters has no type to go by).
+  if (marks.length === 1 && only) return sql<string | null>`cast(${only.nimMsgid} as text)`;
+  return sql<string | null>`case seq ${sql.join(
+    marks.map((mark) => sql`when ${mark.seq} then cast(${mark.nimMsgid} as text)`),
+    sql` `,
+  )} end`;
+}
+
+/** One UPDATE for any number of marks. */
+function markSentQuery(executor: Kysely<DatabaseSchema>, streamId: string, marks: SentMark[], now: number) {
+  const nimMsgid = nimMsgidOf(marks);
+  return executor
+    .updateTable("outbox")
+    .set({ state: "sent", nim_msgid: nimMsgid, updated_at: now })
+    .where("stream_id", "=", streamId)
+    .where(
+      "seq",
+      "in",
+      marks.map((mark) => mark.seq),
+    );
 }
 
 export class ReplyRepository {
@@ -415,17 +472,26 @@ export class ReplyRepository {
    * The first seq must be the reply's next_seq: a stale writer (a worker whose lease was taken
    * over) fails here instead of sending a seq twice. All final parts go in one call, so a crash
    * can never leave a reply with some final parts committed and the rest forgotten.
+   *
+   * `settled` rides along in the same transaction, so a steady stream costs one commit per
+   * message: the sent marks of the messages delivered since the previous commit, and the transport
+   * state the first new message needs stored before it is sent. A stale writer's commit changes
+   * neither.
    */
   async commitOutbox(
     reply: { replyTo: string; streamId: string },
     messages: OutboxRow[],
     now: number,
     finalStatus?: string,
+    settled: SettledWithCommit = {},
   ): Promise<boolean> {
     const first = messages[0];
     const last = messages[messages.length - 1];
     if (!first || !last) return true;
     const appended = messages.map((message) => message.delta).join("");
+    if (this.database.dialect === "postgres") {
+      return this.commitOutboxInOneStatement(reply, messages, now, finalStatus, settled);
+    }
     return this.database.kysely.transaction().execute(async (transaction) => {
       const updated = await transaction
         .updateTable("replies")
@@ -434,11 +500,13 @@ export class ReplyRepository {
           text: sql`text || ${appended}`,
           updated_at: now,
           ...(finalStatus ? { state: "finished" as const, final_status: finalStatus } : {}),
+          ...(settled.transportState !== undefined ? { transport_state: settled.transportState } : {}),
         })
         .where("reply_to", "=", reply.replyTo)
         .where("next_seq", "=", first.seq)
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) return false;
+      if (settled.sent?.length) await markSentQuery(transaction, reply.streamId, settled.sent, now).execute();
       await transaction
         .insertInto("outbox")
         .values(
@@ -461,21 +529,86 @@ export class ReplyRepository {
     });
   }
 
-  async setTransportState(replyTo: string, state: string, now: number) {
-    await this.database.kysely
-      .updateTable("replies")
-      .set({ transport_state: state, updated_at: now })
-      .where("reply_to", "=", replyTo)
-      .execute();
+  /**
+   * PostgreSQL: the same commit as one statement, autocommitted: one round trip and one short hold
+   * of a pooled connection per message instead of five (BEGIN, UPDATE, INSERT, UPDATE, COMMIT). The
+   * reply's UPDATE is the seq check: the outbox rows and the marks are written only when it matched
+   * (`exists (select from advanced)`); a stale writer's UPDATE matches nothing, so nothing changes.
+   * Parameters are cast because a UNION ALL of bare parameters would be typed text.
+   */
+  private async commitOutboxInOneStatement(
+    reply: { replyTo: string; streamId: string },
+    messages: OutboxRow[],
+    now: number,
+    finalStatus: string | undefined,
+    settled: SettledWithCommit,
+  ): Promise<boolean> {
+    const first = messages[0] as OutboxRow;
+    const last = messages[messages.length - 1] as OutboxRow;
+    const appended = messages.map((message) => message.delta).join("");
+    const assignments = [
+      sql`next_seq = ${last.seq + 1}::integer`,
+      sql`text = text || ${appended}::text`,
+      sql`updated_at = ${now}::bigint`,
+    ];
+    if (finalStatus) assignments.push(sql`state = 'finished'`, sql`final_status = ${finalStatus}::text`);
+    if (settled.transportState !== undefined) {
+      assignments.push(sql`transport_state = ${settled.transportState}::text`);
+    }
+    const marks = settled.sent ?? [];
+    const marked = marks.length
+      ? sql`, marked as (
+          update outbox set state = 'sent', nim_msgid = ${nimMsgidOf(marks)}, updated_at = ${now}::bigint
+          where stream_id = ${reply.streamId}::text and seq in (${sql.join(marks.map((mark) => sql`${mark.seq}::integer`))})
+            and exists (select 1 from advanced)
+        )`
+      : sql``;
+    const rows = sql.join(
+      messages.map(
+        (message) =>
+          sql`select ${reply.streamId}::text, ${message.seq}::integer, ${message.body}::text, ${message.kind}::text,
+            ${message.delta}::text, ${message.done ? 1 : 0}::integer, ${message.options ?? null}::text,
+            'pending'::text, null::text, ${now}::bigint, ${now}::bigint from advanced`,
+      ),
+      sql` union all `,
+    );
+    const result = await sql<{ seq: number }>`with advanced as (
+        update replies set ${sql.join(assignments)}
+        where reply_to = ${reply.replyTo}::text and next_seq = ${first.seq}::integer
+        returning reply_to
+      )${marked}
+      insert into outbox (stream_id, seq, body, kind, delta, done, options, state, nim_msgid, created_at, updated_at)
+      ${rows}
+      returning seq`.execute(this.database.kysely);
+    return result.rows.length === messages.length;
   }
 
-  async markSent(streamId: string, seq: number, nimMsgid: string | null, now: number) {
-    await this.database.kysely
-      .updateTable("outbox")
-      .set({ state: "sent", nim_msgid: nimMsgid, updated_at: now })
-      .where("stream_id", "=", streamId)
-      .where("seq", "=", seq)
-      .execute();
+  /**
+   * Stores the reply's transport state. `sent` marks delivered messages of the reply in the same
+   * transaction: a transport's marker written before a later send must never be durable while an
+   * earlier delivered message still reads as unsent (see ReplyWriter).
+   */
+  async setTransportState(replyTo: string, state: string, now: number, sent?: { streamId: string; marks: SentMark[] }) {
+    const store = (executor: Kysely<DatabaseSchema>) =>
+      executor
+        .updateTable("replies")
+        .set({ transport_state: state, updated_at: now })
+        .where("reply_to", "=", replyTo)
+        .execute();
+    if (!sent?.marks.length) {
+      await store(this.database.kysely);
+      return;
+    }
+    await this.database.kysely.transaction().execute(async (transaction) => {
+      await store(transaction);
+      await markSentQuery(transaction, sent.streamId, sent.marks, now).execute();
+    });
+  }
+
+  /** Marks delivered messages sent, with NIM's ids, in one statement. */
+  async markSent(streamId: string, marks: SentMark[], now: number) {
+    if (marks.length === 0) return;
+    await markSentQuery(this.database.kysely, streamId, marks, now).execute();
   }
 
   async markFailed(streamId: string, seq: number, now: number) {

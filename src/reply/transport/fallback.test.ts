@@ -146,6 +146,28 @@ describe("fallback transport", () => {
     ]);
   });
 
+  it("lets the primary prepare its pre-send state until the reply switched, then nobody", () => {
+    const preparing: ReplyTransport = {
+      ...refusingPrimary,
+      prepareDelivery: (_address, message) => ({
+        seq: message.seq,
+        state: { "primary.inflight": String(message.seq) },
+      }),
+    };
+    const custom = createCustomTransport({ nim: {} as never });
+    const options = { fallback: custom, isRefusal: () => true, logger: { warn: () => {} } };
+    const state = memoryState();
+    const [message] = refusingPrimary.encodeSegment(address, { seq: 3, delta: "x", committedText: "" });
+    const transport = createFallbackTransport({ ...options, primary: preparing });
+    expect(transport.prepareDelivery?.(address, message!, state)).toEqual({
+      seq: 3,
+      state: { "primary.inflight": "3" },
+    });
+    state.values.fallback = "custom";
+    expect(transport.prepareDelivery?.(address, message!, state)).toBeUndefined();
+    expect(createFallbackTransport({ ...options, primary: refusingPrimary }).prepareDelivery).toBeUndefined();
+  });
+
   it("passes other errors through untouched", async () => {
     const transport = createFallbackTransport({
       primary: refusingPrimary,

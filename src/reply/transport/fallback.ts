@@ -13,7 +13,7 @@
  * @module
  */
 import type { Logger } from "pino";
-import type { DeliveryContext, OutboundMessage, ReplyAddress, ReplyTransport } from "./types.ts";
+import type { DeliveryContext, OutboundMessage, ReplyAddress, ReplyTransport, TransportState } from "./types.ts";
 
 const STATE_KEY = "fallback";
 
@@ -72,6 +72,13 @@ export function createFallbackTransport(options: FallbackTransportOptions): Repl
       Math.min(primary.maxDeltaCharacters(address), fallback.maxDeltaCharacters(address)),
     encodeSegment: (address, input) => primary.encodeSegment(address, input),
     encodeFinal: (address, input) => primary.encodeFinal(address, input),
+    // The primary's state goes ahead with the commit only while the primary carries the reply.
+    ...(primary.prepareDelivery
+      ? {
+          prepareDelivery: (address: ReplyAddress, message: OutboundMessage, state: Pick<TransportState, "get">) =>
+            state.get(STATE_KEY) === fallback.mode ? undefined : primary.prepareDelivery?.(address, message, state),
+        }
+      : {}),
     async deliver(address, message, context) {
       if (context.state.get(STATE_KEY) === fallback.mode) return deliverWithFallback(address, message, context);
       try {

@@ -317,6 +317,61 @@ describe("delivery to the emulator over HTTP", () => {
     ]);
   });
 
+  it("with each chunk's in-flight marker stored ahead (with its commit), sends the same chunks and writes only the server id", async () => {
+    const sender = transport();
+    const state = new MemoryState();
+    const signal = new AbortController().signal;
+    const writesDuringDelivery: number[] = [];
+    for (const message of encodeReply(["Hel", "lo ", "world"])) {
+      const prepared = sender.prepareDelivery(address, message, state);
+      expect(prepared).toMatchObject({ seq: message.seq, state: { "native.inflight": String(message.seq) } });
+      await state.set(prepared!.state); // what the pipeline stores in the chunk's commit
+      const before = state.writes;
+      await sender.deliver(address, message, { state, signal, committedText: "", prepared: prepared! });
+      writesDuringDelivery.push(state.writes - before);
+    }
+    // Only chunk 0's answer is stored by delivery itself (the stream message's server id).
+    expect(writesDuringDelivery).toEqual([1, 0, 0, 0]);
+    // Not taken for resends although each chunk's own marker was stored before it went.
+    expect(emulator.state.streams.size).toBe(1);
+    const [stream] = [...emulator.state.streams.values()];
+    expect(stream).toMatchObject({ text: "Hello world", status: "complete" });
+    expect(stream!.chunks.map((chunk) => chunk.index)).toEqual([0, 1, 2, 3]);
+  });
+
+  it("a preparation made after a refused chunk plans the replacement, as delivery alone would", async () => {
+    const sender = transport();
+    const state = new MemoryState();
+    const signal = new AbortController().signal;
+    const [first] = sender.encodeSegment(address, { seq: 0, delta: "Partial ", committedText: "" });
+    await sender.deliver(address, first!, { state, signal, committedText: "Partial " });
+    const [second] = sender.encodeSegment(address, {
+      seq: 1,
+      delta: "more",
+      committedText: "Partial ",
+      previous: first,
+    });
+    emulator.faults.push({ path: streamMessagePath, kind: "code", code: 500 });
+    await expect(
+      sender.deliver(address, second!, { state, signal, committedText: "Partial more" }),
+    ).rejects.toMatchObject({
+      code: 500,
+    });
+    const [final] = sender.encodeFinal(address, {
+      firstSeq: 2,
+      text: "Partial more",
+      status: "error",
+      previous: second,
+    });
+    const prepared = sender.prepareDelivery(address, final!, state)!;
+    expect(prepared.state["native.remaps"]).toBe("1");
+    await state.set(prepared.state);
+    await sender.deliver(address, final!, { state, signal, committedText: "Partial more", prepared });
+    const replacement = [...emulator.state.streams.values()].at(-1)!;
+    expect(replacement).toMatchObject({ text: "Partial more", status: "complete" });
+    expect(replacement.messageClientId).toBe(messageClientIdOf("reply-1", 1));
+  });
+
   it("delivers 7,000 characters as two stream messages that together carry the whole reply", async () => {
     const deltas = Array.from({ length: 14 }, (_, index) => `${index}`.padEnd(500, "字"));
     await deliverAll(encodeReply(deltas), new MemoryState());

@@ -33,7 +33,12 @@
  *
  * Crash behaviour (decided here): a chunk is never sent twice with the same index, because a
  * repeated index is undefined behaviour at NIM. Before each POST the chunk's seq is written to the
- * reply's {@link TransportState} (`native.inflight`). When `deliver` is asked for a chunk that was
+ * reply's {@link TransportState} (`native.inflight`): by the pipeline, in the transaction that
+ * commits the chunk ({@link NativeStreamTransport.prepareDelivery}), or here for a resend and for
+ * the later chunks of one commit. A chunk NIM accepted is marked sent only with the reply's next
+ * commit (or state write), so after a crash the last chunk delivered is still `native.inflight`
+ * and pending: its resend is uncertain, like one whose answer was lost. The pipeline never lets a
+ * marker get ahead of an earlier chunk's mark. When `deliver` is asked for a chunk that was
  * in flight before (a restart's resend), or for any chunk after one whose delivery failed, nobody
  * knows whether NIM applied the earlier one, so the reply *continues in a new stream message*
  * (a fresh client id; the rest of that logical stream message is renumbered from index 0) whose
@@ -57,6 +62,7 @@ import type { NimV2Client } from "../../nim/v2-client.ts";
 import { graphemeClusters } from "../text-units.ts";
 import type {
   DeliveryContext,
+  DeliveryPreparation,
   DeliveryResult,
   FinalInput,
   OutboundMessage,
@@ -64,6 +70,7 @@ import type {
   ReplyStatus,
   ReplyTransport,
   SegmentInput,
+  TransportState,
 } from "./types.ts";
 
 /** Most characters of text one stream message may carry; NIM terminates a longer one at once. */
@@ -206,39 +213,47 @@ export class NativeStreamTransport implements ReplyTransport {
     return keepAliveDue(previous, lastSentAt, now, this.keepAliveIntervalMs);
   }
 
+  /**
+   * The in-flight marker (and the route) `deliver` stores before the call, decided now: the
+   * pipeline stores it in the transaction that commits the chunk, which saves a write per chunk.
+   * Stored that early, the marker also covers the moment between the commit and the call: a
+   * crash there makes the restart treat the chunk as uncertain and continue in a new stream
+   * message, the safe side (never a repeated index), as a crash during the call always did.
+   */
+  prepareDelivery(
+    _address: ReplyAddress,
+    message: OutboundMessage,
+    state: Pick<TransportState, "get">,
+  ): DeliveryPreparation | undefined {
+    const chunk = parseChunkBody(message.body);
+    if (chunk === undefined) return undefined;
+    return new NativePreparation(message.seq, planChunk(chunk, message.seq, state));
+  }
+
   async deliver(address: ReplyAddress, message: OutboundMessage, context: DeliveryContext): Promise<DeliveryResult> {
     context.signal.throwIfAborted();
     const chunk = parseChunkBody(message.body);
     if (chunk === undefined) throw new TypeError(`native transport: seq ${message.seq} is not a native chunk body`);
     const { state } = context;
     const seq = String(message.seq);
-    const inflight = state.get("native.inflight");
-    // Uncertain: this very chunk was sent before (a restart's resend), or the last chunk sent
-    // failed in a way that may or may not have reached NIM. Either way the next index is unknown.
-    const uncertain = inflight === seq || (inflight !== undefined && state.get("native.failed") === inflight);
-    let remaps = Number(state.get("native.remaps") ?? "0");
-    let route = parseRoute(state.get(routeKey(chunk.message)));
-    const needsFreshRoute =
-      uncertain || route === undefined || (chunk.index > route.shift && route.serverId === undefined);
-    if (needsFreshRoute) {
-      if (uncertain) {
-        remaps += 1;
-        this.logger?.warn(
-          { streamId: address.streamId, seq: message.seq, streamMessage: chunk.message, index: chunk.index },
-          "native stream: earlier chunk may or may not have reached NIM; continuing in a new stream message",
-        );
-      }
-      route = { wire: chunk.message + remaps, shift: chunk.index };
+    // Prepared and stored with the commit: decide as then. Deciding again would read this very
+    // chunk's in-flight marker and take it for a resend.
+    const prepared =
+      context.prepared instanceof NativePreparation && context.prepared.seq === message.seq
+        ? context.prepared
+        : undefined;
+    const plan = prepared?.plan ?? planChunk(chunk, message.seq, state);
+    if (plan.uncertain) {
+      this.logger?.warn(
+        { streamId: address.streamId, seq: message.seq, streamMessage: chunk.message, index: chunk.index },
+        "native stream: earlier chunk may or may not have reached NIM; continuing in a new stream message",
+      );
     }
-    const activeRoute = route as Route;
+    const activeRoute: Route = { ...plan.route };
     const wireIndex = chunk.index - activeRoute.shift;
-    await state.set({
-      "native.inflight": seq,
-      "native.remaps": String(remaps),
-      [routeKey(chunk.message)]: serializeRoute(activeRoute),
-    });
+    if (!prepared) await state.set(plan.state);
     // A replacement stream message starts with what its abandoned predecessor should have held.
-    const text = needsFreshRoute && uncertain ? replayedText(chunk, context.committedText) : chunk.text;
+    const text = plan.uncertain ? replayedText(chunk, context.committedText) : chunk.text;
     const requestText = buildRequestText(address, { ...chunk, text }, activeRoute, wireIndex);
     try {
       const result = await this.nim.sendStreamMessageChunk(conversationIdOf(address), requestText, {
@@ -260,6 +275,52 @@ export class NativeStreamTransport implements ReplyTransport {
       throw error;
     }
   }
+}
+
+/** Where one chunk goes on the wire, and what must be stored before it is sent. */
+interface ChunkPlan {
+  /** An earlier send may or may not have reached NIM: the chunk opens a replacement stream message. */
+  uncertain: boolean;
+  route: Route;
+  /** The in-flight marker, the remap count and the chunk's route. */
+  state: Record<string, string>;
+}
+
+/** A chunk's plan, made by `prepareDelivery` and stored with its commit. */
+class NativePreparation implements DeliveryPreparation {
+  readonly state: Record<string, string>;
+  constructor(
+    readonly seq: number,
+    readonly plan: ChunkPlan,
+  ) {
+    this.state = plan.state;
+  }
+}
+
+function planChunk(chunk: NativeChunkBody, seqNumber: number, state: Pick<TransportState, "get">): ChunkPlan {
+  const seq = String(seqNumber);
+  const inflight = state.get("native.inflight");
+  // Uncertain: this very chunk was sent before (a restart's resend), or the last chunk sent
+  // failed in a way that may or may not have reached NIM. Either way the next index is unknown.
+  const uncertain = inflight === seq || (inflight !== undefined && state.get("native.failed") === inflight);
+  let remaps = Number(state.get("native.remaps") ?? "0");
+  let route = parseRoute(state.get(routeKey(chunk.message)));
+  const needsFreshRoute =
+    uncertain || route === undefined || (chunk.index > route.shift && route.serverId === undefined);
+  if (needsFreshRoute) {
+    if (uncertain) remaps += 1;
+    route = { wire: chunk.message + remaps, shift: chunk.index };
+  }
+  const activeRoute = route as Route;
+  return {
+    uncertain,
+    route: activeRoute,
+    state: {
+      "native.inflight": seq,
+      "native.remaps": String(remaps),
+      [routeKey(chunk.message)]: serializeRoute(activeRoute),
+    },
+  };
 }
 
 /**

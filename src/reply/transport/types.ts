@@ -10,6 +10,10 @@
  * encoding must be a pure function of its inputs, and everything a later message needs from NIM's
  * answer to an earlier one (a stream message's server id) goes through `TransportState`.
  *
+ * "Unconfirmed" is wider than "not delivered": a delivered message is marked sent only with the
+ * reply's next commit (or a state write, or the reply's end), so after a crash the last message(s)
+ * delivered are resent. A transport must treat a resend as possibly already applied by NIM.
+ *
  * @module
  */
 
@@ -86,6 +90,24 @@ export interface DeliveryContext {
   signal: AbortSignal;
   /** The whole text committed so far (push text of the final, for example). */
   committedText: string;
+  /**
+   * What this transport's `prepareDelivery` returned for this message, when the pipeline stored
+   * its state together with the message's commit: `deliver` must then not store it again, and
+   * must decide as it did then (the stored state already says this message is on its way).
+   */
+  prepared?: DeliveryPreparation;
+}
+
+/**
+ * The state a transport must have stored before it sends one message (the native transport's
+ * in-flight marker), computed ahead of the send without side effects so the pipeline can store it
+ * in the transaction that commits the message instead of in a write of its own.
+ */
+export interface DeliveryPreparation {
+  /** The message it was prepared for. */
+  readonly seq: number;
+  /** Values to store in the reply's TransportState with the commit. */
+  readonly state: Record<string, string>;
 }
 
 export interface DeliveryResult {
@@ -109,6 +131,17 @@ export interface ReplyTransport {
    * not be delivered within the retry policy; the pipeline then ends the reply.
    */
   deliver(address: ReplyAddress, message: OutboundMessage, context: DeliveryContext): Promise<DeliveryResult>;
+  /**
+   * Optional: the state `deliver` would store before sending `message`, from the state as it is
+   * now. Called just before the message is committed (never for a resend); the pipeline stores
+   * `state` in that commit and hands the preparation to `deliver` as `context.prepared`. Undefined:
+   * nothing to store ahead.
+   */
+  prepareDelivery?(
+    address: ReplyAddress,
+    message: OutboundMessage,
+    state: Pick<TransportState, "get">,
+  ): DeliveryPreparation | undefined;
   /**
    * Optional, for transports whose open message dies after a quiet gap (NIM ends a stream message
    * after 30 s without a chunk): whether a keep-alive is due after `previous` was sent at `lastSentAt`…
