@@ -137,8 +137,8 @@ export const FULL: Settings = {
     doneTimeoutMs: 60_000,
     probeRatePerSecond: 5,
   },
-  // 600 streams at 200 ms pacing offer 3,000 msg/s, more than one worker carries on this VM.
-  scaleOut: { streams: 600, tokens: 400, intervalMs: 25, batch: 200, windowMs: 12_000 },
+  // 400 streams at 200 ms pacing offer 2,000 msg/s, more than one worker carries on this VM.
+  scaleOut: { streams: 400, tokens: 400, intervalMs: 25, batch: 200, windowMs: 15_000 },
   idleRss: { idleSeconds: 5 },
   register: { durationSeconds: 10, warmupSeconds: 2, connections: 16 },
 };
@@ -165,7 +165,7 @@ export const QUICK: Settings = {
     probeRatePerSecond: 10,
   },
   // The goal's own size: 400 users on the defaults; only the wait is shorter.
-  burst: { users: 400, tokens: 120, intervalMs: 50, timeoutMs: 25_000 },
+  burst: { users: 400, tokens: 120, intervalMs: 50, timeoutMs: 20_000 },
   // 300 streams at 90/s: the same 3.33 s fair share as 1,000 at 300/s.
   fairPacing: {
     streams: 300,
@@ -176,7 +176,7 @@ export const QUICK: Settings = {
     doneTimeoutMs: 30_000,
     probeRatePerSecond: 3,
   },
-  scaleOut: { streams: 300, tokens: 400, intervalMs: 25, batch: 100, windowMs: 5_000 },
+  scaleOut: { streams: 200, tokens: 400, intervalMs: 25, batch: 100, windowMs: 6_000 },
   idleRss: { idleSeconds: 3 },
   register: { durationSeconds: 3, warmupSeconds: 1, connections: 16 },
 };

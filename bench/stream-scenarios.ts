@@ -97,7 +97,10 @@ export interface StreamRunOptions {
   probeRatePerSecond?: number;
   /** Streams whose longest gap between two messages exceeds this are counted. */
   gapLimitMs?: number;
-  /** The steady-state rate is counted from this long after the burst was acked (default 2 s). */
+  /**
+   * The steady-state rate is counted once every stream has started, and at least this long after
+   * the burst was acked (default 2 s).
+   */
   settleMs?: number;
   /** Label of the run in logs and the profile window. */
   label?: string;
@@ -156,10 +159,13 @@ export interface ConcurrencyResult {
   duplicateMessages: number;
   nimMessagesPerSecond: number;
   /**
-   * Distinct messages per second while every stream was still running (from 2 s after the burst
-   * was acked to the first `done`, or the end): what the bridge delivers under the offered load.
+   * Distinct messages per second while every stream was running: from when the last stream's first
+   * message arrived (at least settleMs after the burst was acked; without it, when not every stream
+   * started) to the first `done`, or the end. What the bridge delivers under the offered load.
    */
   steadyMessagesPerSecond: number;
+  /** Burst acked → every stream's first message at NIM; null when not every stream started. */
+  allStartedAfterMs: number | null;
   /** Mean size of a segment's body (the anchor sends bodies of this size). */
   meanSegmentBodyCharacters: number;
   postSeconds: number;
@@ -218,6 +224,7 @@ export async function streamRun(options: StreamRunOptions, start: StartTopology)
   let messages = 0;
   let lastDoneAt = 0;
   let firstMainDoneAt = 0;
+  let allStartedAt = 0;
   const unsubscribe = emulator.state.onMessage((message) => {
     const at = wallClock();
     const body = parseStreamBody(message.body);
@@ -240,6 +247,7 @@ export async function streamRun(options: StreamRunOptions, start: StartTopology)
       started.add(replyTo);
       firstAt.set(replyTo, at);
       peakActive = Math.max(peakActive, started.size - done.size);
+      if (started.size === options.streams) allStartedAt = at;
     }
     const previous = lastAt.get(replyTo);
     if (previous !== undefined) longestGap.set(replyTo, Math.max(longestGap.get(replyTo) ?? 0, at - previous));
@@ -344,8 +352,8 @@ export async function streamRun(options: StreamRunOptions, start: StartTopology)
       const first = firstAt.get(id);
       if (first !== undefined) firstAfterAck.push(first - burst.ackedAt[index]!);
     });
-    // Steady state: every stream still running, once the burst has settled.
-    const steadyFrom = burstAckedAt + (options.settleMs ?? 2000);
+    // A ramp (claims, plans, first segments) is not the steady state: it starts once all have started.
+    const steadyFrom = Math.max(burstAckedAt + (options.settleMs ?? 2000), allStartedAt);
     const steadyTo = Math.min(firstMainDoneAt || endedAt, endedAt);
     const steadyCount = arrivals.filter((at) => at >= steadyFrom && at <= steadyTo).length;
     const gaps = [...longestGap.values()];
@@ -397,6 +405,7 @@ export async function streamRun(options: StreamRunOptions, start: StartTopology)
       nimMessagesPerSecond: round(messages / Math.max(0.001, wallSeconds), 0),
       steadyMessagesPerSecond:
         steadyTo > steadyFrom ? round(steadyCount / ((steadyTo - steadyFrom) / 1000), 0) : Number.NaN,
+      allStartedAfterMs: allStartedAt ? round(allStartedAt - burstAckedAt, 0) : null,
       meanSegmentBodyCharacters: round(segmentBodyCharacters / Math.max(1, segmentBodies), 0),
       postSeconds: round(postSeconds),
       wallSeconds: round(wallSeconds),
