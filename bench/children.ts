@@ -1,9 +1,10 @@
 /**
- * Starts a benchmark server (bridge-child.ts or bare-child.ts) in its own Node process, so the load
- * generator and the server never share an event loop, and talks to it over the IPC channel.
+ * Starts a benchmark process (bridge-child.ts, bare-child.ts or the load client client-child.ts) in
+ * its own Node process, so the load generator and the server never share an event loop, and talks to
+ * it over the IPC channel.
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "./common.ts";
 
@@ -34,22 +35,45 @@ export interface BenchChild {
   /** Restarts the event-loop-delay histogram and the send statistics; returns the child's monotonic µs. */
   reset(): Promise<{ monotonicMicros: number }>;
   stats(): Promise<ChildStats>;
-  /** Asks for a clean exit (so a CPU profile is written); kills it (by its own pid) after 15 s. */
-  stop(): Promise<void>;
+  /** Sends a command with a payload (the load client's commands) and waits for its answer. */
+  call<T>(type: string, payload: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  /**
+   * Asks for a clean exit (so a CPU profile is written); kills it (by its own pid) after 15 s.
+   * Resolves with the CPU profiles written, one per thread (see {@link StartChildOptions.cpuProfileName}).
+   */
+  stop(): Promise<string[]>;
 }
 
 export interface StartChildOptions {
-  script: "bridge-child.ts" | "bare-child.ts";
+  script: "bridge-child.ts" | "bare-child.ts" | "client-child.ts";
   env: Record<string, string>;
-  /** Writes a V8 CPU profile of the child into this directory on exit. */
+  /** Writes V8 CPU profiles of the child into this directory on exit. */
   cpuProfileDirectory?: string;
+  /**
+   * The main thread's profile (`x.cpuprofile`); every other thread's goes beside it as
+   * `x.thread-<id>.cpuprofile` (the reply thread, tsx's loader-hooks thread).
+   */
   cpuProfileName?: string;
+}
+
+/**
+ * `--cpu-prof` names a file `CPU.<date>.<time>.<pid>.<thread id>.<sequence>.cpuprofile`; thread 0
+ * is the main thread.
+ */
+export function profileThreadId(fileName: string, pid: number): number | undefined {
+  const match = new RegExp(`\\.${pid}\\.(\\d+)\\.\\d+\\.cpuprofile$`).exec(fileName);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** Where the profile of thread `threadId` goes, given the main thread's name. */
+export function threadProfileName(mainName: string, threadId: number): string {
+  return threadId === 0 ? mainName : mainName.replace(/\.cpuprofile$/, `.thread-${threadId}.cpuprofile`);
 }
 
 export async function startChild(options: StartChildOptions): Promise<BenchChild> {
   const execArgv = ["--import", "tsx"];
-  // Every thread writes its own profile (tsx's loader hooks run on a worker thread): they go to a
-  // scratch directory and the main thread's (thread id 0) is moved to the requested name on exit.
+  // Every thread writes its own profile (tsx's loader hooks and the reply thread are worker
+  // threads): they go to a scratch directory and are moved to names by thread on exit.
   const scratch = options.cpuProfileDirectory ? mkdtempSync(join(options.cpuProfileDirectory, ".scratch-")) : undefined;
   if (scratch) execArgv.push("--cpu-prof", `--cpu-prof-dir=${scratch}`);
   const child = fork(join(REPO_ROOT, "bench", options.script), [], {
@@ -87,7 +111,7 @@ export async function startChild(options: StartChildOptions): Promise<BenchChild
     });
   });
 
-  const request = <T>(type: string, timeoutMs = 10_000): Promise<T> =>
+  const request = <T>(type: string, timeoutMs = 10_000, payload: Record<string, unknown> = {}): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       if (child.exitCode !== null) {
         reject(new Error(`${options.script} already exited:\n${output}`));
@@ -102,7 +126,7 @@ export async function startChild(options: StartChildOptions): Promise<BenchChild
         clearTimeout(timer);
         resolve(value as T);
       });
-      child.send({ id, type });
+      child.send({ ...payload, id, type });
     });
 
   return {
@@ -112,23 +136,29 @@ export async function startChild(options: StartChildOptions): Promise<BenchChild
     mark: async () => (await request<{ monotonicMicros: number }>("mark")).monotonicMicros,
     reset: () => request<{ monotonicMicros: number }>("reset"),
     stats: () => request<ChildStats>("stats"),
+    call: <T>(type: string, payload: Record<string, unknown>, timeoutMs = 120_000) =>
+      request<T>(type, timeoutMs, payload),
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      child.send({ id: nextId++, type: "stop" });
-      const killTimer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(killTimer);
-      if (scratch && options.cpuProfileDirectory) {
-        const main = readdirSync(scratch).find((name) => name.endsWith(`.${child.pid}.0.001.cpuprofile`));
-        if (main) {
-          renameSync(
-            join(scratch, main),
-            join(options.cpuProfileDirectory, options.cpuProfileName ?? `bridge-${child.pid}.cpuprofile`),
-          );
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+        child.send({ id: nextId++, type: "stop" });
+        const killTimer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+        await exited;
+        clearTimeout(killTimer);
+      }
+      const written: string[] = [];
+      if (scratch && options.cpuProfileDirectory && child.pid !== undefined && existsSync(scratch)) {
+        const mainName = options.cpuProfileName ?? `bridge-${child.pid}.cpuprofile`;
+        for (const name of readdirSync(scratch).sort()) {
+          const threadId = profileThreadId(name, child.pid);
+          if (threadId === undefined) continue;
+          const target = join(options.cpuProfileDirectory, threadProfileName(mainName, threadId));
+          renameSync(join(scratch, name), target);
+          written.push(target);
         }
         rmSync(scratch, { recursive: true, force: true });
       }
+      return written;
     },
   };
 }

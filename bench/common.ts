@@ -17,6 +17,8 @@ export const APP_KEY = "bench-app-key";
 export const APP_SECRET = "bench-app-secret-never-logged";
 export const BOT = "advisor_bot";
 export const SERVICE_KEY = "bench-service-key";
+/** The text of the callbacks that time acks while streams run (token-generator-module.ts answers them briefly). */
+export const PROBE_TEXT = "probe";
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const RESULTS_DIR = join(REPO_ROOT, "bench", "results");
@@ -44,16 +46,27 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The settings {@link bridgeEnvironment} raises out of the way unless asked for the defaults. */
+export const RAISED_LIMITS: Readonly<Record<string, string>> = {
+  REGISTER_LIMIT_PER_IP_PER_MINUTE: "100000000",
+  REGISTER_LIMIT_PER_USER_PER_MINUTE: "100000000",
+  REPLY_LIMIT_PER_MINUTE: "100000000",
+  REPLY_LIMIT_PER_DAY: "100000000",
+  NIM_SEND_RATE_PER_SECOND: "100000000",
+};
+
 /**
  * The bridge's environment for a benchmark. Every limit that would turn load into refusals
  * (reply/register limits, the NIM send budget) is raised far out of the way, both for the settings
  * already wired and for those being wired concurrently: the benchmarks measure cost, not policy.
+ * With `defaults`, they keep their defaults: only what the bridge needs to reach the emulator is set.
  */
 export function bridgeEnvironment(input: {
   nimApiBase: string;
   databaseUrl: string;
   port: number;
   extra?: Record<string, string>;
+  defaults?: boolean;
 }): Record<string, string> {
   return {
     NIM_APP_KEY: APP_KEY,
@@ -66,11 +79,7 @@ export function bridgeEnvironment(input: {
     LOG_LEVEL: "silent",
     BOT_GENERATOR: "demo",
     IM_SERVICE_API_KEY: SERVICE_KEY,
-    REGISTER_LIMIT_PER_IP_PER_MINUTE: "100000000",
-    REGISTER_LIMIT_PER_USER_PER_MINUTE: "100000000",
-    REPLY_LIMIT_PER_MINUTE: "100000000",
-    REPLY_LIMIT_PER_DAY: "100000000",
-    NIM_SEND_RATE_PER_SECOND: "100000000",
+    ...(input.defaults ? {} : RAISED_LIMITS),
     ...input.extra,
   };
 }

@@ -161,7 +161,11 @@ export function formatProfileSummary(summary: ProfileSummary): string {
   const scope = summary.window
     ? `${summary.window.label ?? "window"}: ${Math.round((summary.window.toMicros - summary.window.fromMicros) / 1000)} ms`
     : "whole process";
-  const lines = [`CPU profile ${summary.file} (${scope}, ${summary.totalMs} ms sampled)`, "  top self time:"];
+  // The bench names a thread's profile x.thread-<id>.cpuprofile; V8's own name ends .<pid>.<id>.<n>.cpuprofile.
+  const thread =
+    /\.thread-(\d+)\.cpuprofile$/.exec(summary.file) ?? /\.\d+\.(\d+)\.\d+\.cpuprofile$/.exec(summary.file);
+  const which = thread && thread[1] !== "0" ? `thread ${thread[1]}` : "main thread";
+  const lines = [`CPU profile ${summary.file} (${which}; ${scope}, ${summary.totalMs} ms sampled)`, "  top self time:"];
   for (const entry of summary.top) {
     lines.push(
       `    ${String(entry.percent).padStart(5)}%  ${String(entry.selfMs).padStart(6)} ms  ${entry.name}  ${entry.location}`,

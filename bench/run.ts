@@ -1,42 +1,67 @@
 /**
- * `npm run bench` — im-bridge's benchmarks, side by side in one run (everything on 127.0.0.1):
+ * `npm run bench` — im-bridge's benchmarks, side by side in one run (everything on 127.0.0.1). It
+ * prints a Goals section (one row per goal of issue 13, PASS or MISS with the measured figures) and
+ * the detailed table:
  *
- *   1. callback ingest: the bridge (child process, SQLite; PostgreSQL when it answers) vs a bare
- *      node:http server, max throughput and a fixed 1,000 req/s run;
- *   2. first-segment overhead: generator's first token → NIM emulator receives the first segment;
- *   3. NIM calls per reply: 300 tokens over 6 s with 200 ms pacing;
- *   4. concurrency: 100, 500 and 2,000 replies streaming at once (RSS, event-loop delay, segment lag);
- *   5. /im/register throughput against the NIM emulator.
+ *   ingest         callback ingest: the bridge (SQLite; PostgreSQL, PostgreSQL + Redis when they
+ *                  answer) vs a bare node:http server (goal 3);
+ *   first-segment  generator's first token → NIM emulator receives the first segment;
+ *   calls          NIM calls per reply: 300 tokens over 6 s with 200 ms pacing;
+ *   cpu            CPU per NIM message of the all-in-one SQLite default, and the anchor: a bare
+ *                  client posting the same signed form at the same rate (goal 1);
+ *   concurrency    100, 500 and 2,000 replies streaming at once, acks timed while they run (goals 2, 4);
+ *   burst          400 users at once on the default settings: first segment − ack (goal 4);
+ *   fair-pacing    NIM_SEND_RATE_PER_SECOND=300 and 1,000 streams: longest gap per stream (goal 5);
+ *   scale-out      PostgreSQL + Redis, http + 1 worker vs http + 2 workers (goal 6);
+ *   idle-rss       `node dist/cli/serve.js` idle (goal 7);
+ *   register       /im/register throughput against the NIM emulator.
  *
- * Flags: --quick (short run), --only=ingest,first-segment,calls,concurrency,register,
+ * Flags: --quick (short run, reduced sizes), --only=<names above, comma-separated>,
  *        --levels=100,500,2000 (concurrency levels), --out=file.json (instead of latest.json),
- *        --profile=<ingest-{sqlite,memory,postgres,postgres-redis}|concurrency-<n>|register> (node
- *        --cpu-prof of the bridge child in that scenario; written under bench/results/profiles/ and
- *        summarised over the measured window only).
+ *        --profile=<ingest-{sqlite,memory,postgres,postgres-redis}|concurrency-<n>|cpu|register> (node
+ *        --cpu-prof of the bridge child in that scenario, one profile per thread; written under
+ *        bench/results/profiles/ and each summarised over the measured window only).
  * Writes bench/results/latest.json (or --out) and prints its path.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { postgresAnswers, redisAnswers } from "../test/services.ts";
 import { loadAverage, RESULTS_DIR, round } from "./common.ts";
-import { formatProfileSummary, type ProfileSummary, type ProfileWindow, summarizeProfile } from "./profile-summary.ts";
+import { formatProfileSummary, type ProfileWindow, summarizeProfile } from "./profile-summary.ts";
+import type { BenchResults, Settings } from "./results.ts";
 import {
-  type CallsPerReplyResult,
-  type ConcurrencyResult,
   callsPerReplyScenario,
-  concurrencyScenario,
   ensureDirectory,
-  type FirstSegmentResult,
   firstSegmentScenario,
-  type IngestResult,
+  idleRssScenario,
   ingestScenario,
   latestProfile,
-  type RegisterResult,
   registerScenario,
 } from "./scenarios.ts";
+import {
+  burstScenario,
+  type ConcurrencyResult,
+  concurrencyScenario,
+  cpuPerMessageScenario,
+  fairPacingScenario,
+  scaleOutScenario,
+} from "./stream-scenarios.ts";
+import { buildGoals, buildTable, formatTable } from "./table.ts";
 
-const SCENARIOS = ["ingest", "first-segment", "calls", "concurrency", "register"] as const;
+const SCENARIOS = [
+  "ingest",
+  "first-segment",
+  "calls",
+  "cpu",
+  "concurrency",
+  "burst",
+  "fair-pacing",
+  "scale-out",
+  "idle-rss",
+  "register",
+] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Arguments {
@@ -68,29 +93,14 @@ function parseArguments(argv: string[]): Arguments {
     } else if (argument.startsWith("--out=")) out = argument.slice("--out=".length);
     else if (argument === "--help" || argument === "-h") {
       console.log(
-        "npm run bench -- [--quick] [--only=ingest,first-segment,calls,concurrency,register] [--levels=100,500,2000]\n" +
-          "                 [--profile=<ingest-sqlite|ingest-memory|ingest-postgres|ingest-postgres-redis|concurrency-<n>|register>] [--out=file.json]",
+        `npm run bench -- [--quick] [--only=${SCENARIOS.join(",")}]\n` +
+          "                 [--levels=100,500,2000] [--out=file.json]\n" +
+          "                 [--profile=<ingest-sqlite|ingest-memory|ingest-postgres|ingest-postgres-redis|concurrency-<n>|cpu|register>]",
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${argument}`);
   }
   return { quick, only, profile, levels, out };
-}
-
-export interface Settings {
-  ingest: {
-    durationSeconds: number;
-    warmupSeconds: number;
-    fixedRateSeconds: number;
-    connections: number;
-    fixedRate: number;
-    fixedRateConnections: number;
-    poolSize: number;
-  };
-  firstSegment: { replies: number; spacingMs: number; tokens: number; intervalMs: number };
-  calls: { replies: number; tokens: number; intervalMs: number; pacingMs: number };
-  concurrency: { levels: number[]; tokens: number; intervalMs: number; batch: number; doneTimeoutMs: number };
-  register: { durationSeconds: number; warmupSeconds: number; connections: number };
 }
 
 export const FULL: Settings = {
@@ -105,7 +115,31 @@ export const FULL: Settings = {
   },
   firstSegment: { replies: 200, spacingMs: 40, tokens: 10, intervalMs: 30 },
   calls: { replies: 3, tokens: 300, intervalMs: 20, pacingMs: 200 },
-  concurrency: { levels: [100, 500, 2000], tokens: 100, intervalMs: 50, batch: 200, doneTimeoutMs: 90_000 },
+  // 200 streams want ~1,000 msg/s: enough that per-wakeup costs do not dominate either side.
+  cpu: { streams: 200, tokens: 200, intervalMs: 50, batch: 200, doneTimeoutMs: 60_000, anchorSockets: 16 },
+  concurrency: {
+    levels: [100, 500, 2000],
+    tokens: 100,
+    intervalMs: 50,
+    batch: 200,
+    doneTimeoutMs: 90_000,
+    probeRatePerSecond: 10,
+  },
+  // Replies of ~6 s (120 tokens, 50 ms apart), all 400 callbacks at once.
+  burst: { users: 400, tokens: 120, intervalMs: 50, timeoutMs: 60_000 },
+  // Fair share 1,000 / 300 = 3.33 s; replies of ~10 s, so every stream has several gaps.
+  fairPacing: {
+    streams: 1000,
+    ratePerSecond: 300,
+    tokens: 200,
+    intervalMs: 50,
+    batch: 200,
+    doneTimeoutMs: 60_000,
+    probeRatePerSecond: 5,
+  },
+  // 400 streams at 200 ms pacing offer 2,000 msg/s, more than one worker carries on this VM.
+  scaleOut: { streams: 400, tokens: 400, intervalMs: 25, batch: 200, windowMs: 15_000 },
+  idleRss: { idleSeconds: 5 },
   register: { durationSeconds: 10, warmupSeconds: 2, connections: 16 },
 };
 
@@ -113,7 +147,7 @@ export const QUICK: Settings = {
   ingest: {
     durationSeconds: 3,
     warmupSeconds: 1,
-    fixedRateSeconds: 3,
+    fixedRateSeconds: 0,
     connections: 32,
     fixedRate: 1000,
     fixedRateConnections: 10,
@@ -121,32 +155,31 @@ export const QUICK: Settings = {
   },
   firstSegment: { replies: 40, spacingMs: 40, tokens: 10, intervalMs: 30 },
   calls: { replies: 1, tokens: 300, intervalMs: 20, pacingMs: 200 },
-  concurrency: { levels: [50, 200], tokens: 40, intervalMs: 50, batch: 100, doneTimeoutMs: 30_000 },
+  cpu: { streams: 100, tokens: 100, intervalMs: 50, batch: 100, doneTimeoutMs: 30_000, anchorSockets: 16 },
+  concurrency: {
+    levels: [50, 200],
+    tokens: 40,
+    intervalMs: 50,
+    batch: 100,
+    doneTimeoutMs: 30_000,
+    probeRatePerSecond: 10,
+  },
+  // The goal's own size: 400 users on the defaults; only the wait is shorter.
+  burst: { users: 400, tokens: 120, intervalMs: 50, timeoutMs: 20_000 },
+  // 300 streams at 90/s: the same 3.33 s fair share as 1,000 at 300/s.
+  fairPacing: {
+    streams: 300,
+    ratePerSecond: 90,
+    tokens: 200,
+    intervalMs: 50,
+    batch: 100,
+    doneTimeoutMs: 30_000,
+    probeRatePerSecond: 3,
+  },
+  scaleOut: { streams: 200, tokens: 400, intervalMs: 25, batch: 100, windowMs: 6_000 },
+  idleRss: { idleSeconds: 3 },
   register: { durationSeconds: 3, warmupSeconds: 1, connections: 16 },
 };
-
-export interface BenchResults {
-  startedAt: string;
-  finishedAt?: string;
-  quick: boolean;
-  machine: Record<string, string | number>;
-  settings: Settings;
-  ingest?: IngestResult;
-  firstSegment?: FirstSegmentResult;
-  calls?: CallsPerReplyResult;
-  concurrency?: ConcurrencyResult[];
-  register?: RegisterResult;
-  profiles?: ProfileSummary[];
-  table?: Row[];
-  errors?: Record<string, string>;
-}
-
-export interface Row {
-  metric: string;
-  value: string;
-  target: string;
-  status: "PASS" | "MISS" | "";
-}
 
 function machine(): Record<string, string | number> {
   let os = "unknown";
@@ -172,163 +205,6 @@ function machine(): Record<string, string | number> {
   };
 }
 
-const ms = (value: number) => `${round(value, 1)} ms`;
-const cpuPerRequest = (run: { serverCpuMicrosPerRequest?: number }) =>
-  run.serverCpuMicrosPerRequest === undefined ? "" : `${run.serverCpuMicrosPerRequest} µs CPU/req`;
-const pass = (ok: boolean): "PASS" | "MISS" => (ok ? "PASS" : "MISS");
-
-export function buildTable(results: BenchResults): Row[] {
-  const rows: Row[] = [];
-  const ingest = results.ingest;
-  if (ingest) {
-    const bare = ingest.bare.maxThroughput;
-    rows.push({
-      metric: "ingest: bare node:http",
-      value: `${bare.requestsPerSecond} req/s, p50 ${ms(bare.latencyMs.p50)}, p99 ${ms(bare.latencyMs.p99)}; ${cpuPerRequest(bare)}`,
-      target: "baseline",
-      status: "",
-    });
-    const targets = [
-      ingest.sqlite,
-      ...(ingest.sqliteMemory ? [ingest.sqliteMemory] : []),
-      ...(ingest.postgres ? [ingest.postgres] : []),
-      ...(ingest.postgresRedis ? [ingest.postgresRedis] : []),
-    ];
-    for (const target of targets) {
-      const run = target.maxThroughput;
-      const ratio = round(run.requestsPerSecond / bare.requestsPerSecond);
-      rows.push({
-        metric: `ingest: ${target.name}`,
-        value: `${run.requestsPerSecond} req/s, p50 ${ms(run.latencyMs.p50)}, p99 ${ms(run.latencyMs.p99)}; ${cpuPerRequest(run)}${run.non2xx ? `, ${run.non2xx} non-2xx` : ""}`,
-        target: "",
-        status: "",
-      });
-      const diagnostic = target === ingest.sqliteMemory;
-      rows.push({
-        metric: `ingest: ${target.name} / bare`,
-        value: `${ratio}× (CPU per request ${round((bare.serverCpuMicrosPerRequest ?? Number.NaN) / (run.serverCpuMicrosPerRequest ?? Number.NaN), 2)}×)`,
-        target: diagnostic ? "diagnostic" : "≥ 0.5×",
-        status: diagnostic ? "" : pass(ratio >= 0.5 && run.non2xx === 0),
-      });
-      if (target.fixedRate) {
-        const fixed = target.fixedRate;
-        rows.push({
-          metric: `ingest: ${target.name} ack p99 @ ${fixed.offeredRate}/s`,
-          value: `${ms(fixed.latencyMs.p99)} (p50 ${ms(fixed.latencyMs.p50)}, ${fixed.requestsPerSecond} req/s done)`,
-          target: "< 20 ms",
-          status: pass(fixed.latencyMs.p99 < 20 && fixed.non2xx === 0),
-        });
-      }
-    }
-    if (ingest.redisSkipped) {
-      rows.push({
-        metric: "ingest: bridge (postgres-redis)",
-        value: `skipped: ${ingest.redisSkipped}`,
-        target: "",
-        status: "",
-      });
-    }
-    if (ingest.postgresSkipped) {
-      rows.push({
-        metric: "ingest: bridge (postgres)",
-        value: `skipped: ${ingest.postgresSkipped}`,
-        target: "",
-        status: "",
-      });
-    }
-  }
-  const first = results.firstSegment;
-  if (first) {
-    rows.push({
-      metric: `first token → first segment at NIM (${first.overheadMs.count} replies)`,
-      value: `p50 ${ms(first.overheadMs.p50)}, p99 ${ms(first.overheadMs.p99)}, max ${ms(first.overheadMs.max)}; event-loop delay p99 ${ms(first.eventLoopDelayMs.p99)}`,
-      target: "p99 ≤ 50 ms",
-      status: pass(first.overheadMs.p99 <= 50 && first.completed === first.replies),
-    });
-  }
-  const calls = results.calls;
-  if (calls) {
-    const reply = calls.perReply[0];
-    rows.push({
-      metric: `NIM sendMsg calls, ${calls.tokens} tokens @ ${calls.intervalMs} ms`,
-      value: `${calls.maxCalls} (${reply?.segments} segments + ${reply?.finals} final; per-token would be ${calls.perTokenBaseline})`,
-      target: `≤ ${calls.target}`,
-      status: pass(calls.maxCalls <= calls.target),
-    });
-  }
-  for (const level of results.concurrency ?? []) {
-    const is2000 = level.streams === 2000;
-    rows.push({
-      metric: `${level.streams} streams: bridge RSS peak`,
-      value: `${level.rssPeakMb} MB (idle ${level.rssIdleMb} MB)`,
-      target: is2000 ? "< 400 MB" : "",
-      status: is2000 ? pass(level.rssPeakMb < 400) : "",
-    });
-    rows.push({
-      metric: `${level.streams} streams: event-loop delay`,
-      value: `p50 ${ms(level.eventLoopDelayMs.p50)}, p99 ${ms(level.eventLoopDelayMs.p99)}, max ${ms(level.eventLoopDelayMs.max)}`,
-      target: "",
-      status: "",
-    });
-    rows.push({
-      metric: `${level.streams} streams: segment lag`,
-      value: `p50 ${ms(level.segmentLagMs.p50)}, p99 ${ms(level.segmentLagMs.p99)}; ${level.completed}/${level.streams} done, bridge CPU ${level.bridgeCpu ?? "?"} cores, ${level.bridgeCpuMsPerNimMessage ?? "?"} ms CPU/NIM msg`,
-      target: is2000 ? "p99 < 500 ms" : "",
-      status: is2000 ? pass(level.segmentLagMs.p99 < 500 && level.completed === level.streams) : "",
-    });
-    rows.push({
-      metric: `${level.streams} streams: callback ack while streaming`,
-      value: `p50 ${ms(level.ackMs.p50)}, p99 ${ms(level.ackMs.p99)}, max ${ms(level.ackMs.max)}; ${level.nimMessagesPerSecond} NIM msgs/s (${level.duplicateMessages} repeats), peak ${level.peakActiveStreams} active`,
-      target: "",
-      status: "",
-    });
-  }
-  const register = results.register;
-  if (register) {
-    rows.push({
-      metric: "register (/im/register → emulator)",
-      value: `${register.requestsPerSecond} req/s, p50 ${ms(register.latencyMs.p50)}, p99 ${ms(register.latencyMs.p99)}${register.non2xx ? `, ${register.non2xx} non-2xx` : ""}`,
-      target: "",
-      status: "",
-    });
-  }
-  const competing: string[] = [];
-  if (ingest) {
-    for (const target of [ingest.bare, ingest.sqlite, ingest.sqliteMemory, ingest.postgres, ingest.postgresRedis]) {
-      if (target?.maxThroughput.otherCpu !== undefined)
-        competing.push(`${target.name} ${target.maxThroughput.otherCpu}`);
-    }
-  }
-  if (first?.otherCpu !== undefined) competing.push(`first segment ${first.otherCpu}`);
-  for (const level of results.concurrency ?? []) {
-    if (level.otherCpu !== undefined) competing.push(`${level.streams} streams ${level.otherCpu}`);
-  }
-  if (register?.otherCpu !== undefined) competing.push(`register ${register.otherCpu}`);
-  if (competing.length > 0) {
-    rows.push({
-      metric: "CPU used by other processes (cores of 2)",
-      value: competing.join(", "),
-      target: "",
-      status: "",
-    });
-  }
-  for (const [name, message] of Object.entries(results.errors ?? {})) {
-    rows.push({ metric: `${name}: FAILED`, value: message.split("\n")[0]!.slice(0, 160), target: "", status: "MISS" });
-  }
-  return rows;
-}
-
-export function formatTable(rows: Row[]): string {
-  const headers = ["metric", "value", "target", "status"] as const;
-  const widths = headers.map((header) => Math.max(header.length, ...rows.map((row) => row[header].length)));
-  const line = (cells: string[]) => `| ${cells.map((cell, index) => cell.padEnd(widths[index]!)).join(" | ")} |`;
-  return [
-    line([...headers]),
-    `|${widths.map((width) => "-".repeat(width + 2)).join("|")}|`,
-    ...rows.map((row) => line(headers.map((header) => row[header]))),
-  ].join("\n");
-}
-
 async function main(): Promise<void> {
   const args = parseArguments(process.argv.slice(2));
   const base = args.quick ? QUICK : FULL;
@@ -347,6 +223,12 @@ async function main(): Promise<void> {
     errors: {},
   };
   const profiles: Array<{ file: string; window?: ProfileWindow }> = [];
+  // Every thread's profile of a streaming run, each cut to the run's window (one clock per process).
+  const addProfiles = (run: ConcurrencyResult) => {
+    for (const file of run.profiles ?? []) profiles.push({ file, window: run.profileWindow });
+  };
+  const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+  const redisUrl = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379/9";
   const attempt = async (name: string, run: () => Promise<void>) => {
     log(`${name} …`);
     try {
@@ -359,8 +241,6 @@ async function main(): Promise<void> {
 
   if (args.only.has("ingest")) {
     await attempt("ingest", async () => {
-      const postgresUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-      const redisUrl = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379/9";
       const profileTarget = args.profile?.startsWith("ingest-") ? args.profile.slice("ingest-".length) : undefined;
       results.ingest = await ingestScenario({
         ...settings.ingest,
@@ -395,6 +275,17 @@ async function main(): Promise<void> {
       results.calls = await callsPerReplyScenario(settings.calls);
     });
   }
+  if (args.only.has("cpu")) {
+    await attempt("cpu", async () => {
+      const profile = args.profile === "cpu";
+      results.cpu = await cpuPerMessageScenario({
+        ...settings.cpu,
+        profileDirectory: profile ? profileDirectory : undefined,
+        log,
+      });
+      addProfiles(results.cpu.bridge);
+    });
+  }
   if (args.only.has("concurrency")) {
     results.concurrency = [];
     for (const streams of settings.concurrency.levels) {
@@ -406,13 +297,40 @@ async function main(): Promise<void> {
           intervalMs: settings.concurrency.intervalMs,
           batch: settings.concurrency.batch,
           doneTimeoutMs: settings.concurrency.doneTimeoutMs,
+          probeRatePerSecond: settings.concurrency.probeRatePerSecond,
           profileDirectory: profile ? profileDirectory : undefined,
           log,
         });
         results.concurrency!.push(level);
-        if (level.profile) profiles.push({ file: level.profile, window: level.profileWindow });
+        addProfiles(level);
       });
     }
+  }
+  if (args.only.has("burst")) {
+    await attempt("burst", async () => {
+      results.burst = await burstScenario({ ...settings.burst, log });
+    });
+  }
+  if (args.only.has("fair-pacing")) {
+    await attempt("fair-pacing", async () => {
+      results.fairPacing = await fairPacingScenario({ ...settings.fairPacing, log });
+    });
+  }
+  if (args.only.has("scale-out")) {
+    await attempt("scale-out", async () => {
+      if (!(await postgresAnswers(postgresUrl))) {
+        results.scaleOutSkipped = `PostgreSQL did not answer at ${postgresUrl}`;
+      } else if (!(await redisAnswers(redisUrl))) {
+        results.scaleOutSkipped = `Redis did not answer at ${redisUrl}`;
+      } else {
+        results.scaleOut = await scaleOutScenario({ ...settings.scaleOut, postgresUrl, redisUrl, log });
+      }
+    });
+  }
+  if (args.only.has("idle-rss")) {
+    await attempt("idle-rss", async () => {
+      results.idleRss = await idleRssScenario({ ...settings.idleRss, log });
+    });
   }
   if (args.only.has("register")) {
     await attempt("register", async () => {
@@ -435,6 +353,7 @@ async function main(): Promise<void> {
   if (Object.keys(results.errors ?? {}).length === 0) delete results.errors;
   results.finishedAt = new Date().toISOString();
   results.machine.loadAverageAtEnd = loadAverage().join(" ");
+  results.goals = buildGoals(results);
   results.table = buildTable(results);
   const output = args.out ? resolve(args.out) : join(RESULTS_DIR, "latest.json");
   writeFileSync(output, `${JSON.stringify(results, null, 2)}\n`);
@@ -445,6 +364,18 @@ async function main(): Promise<void> {
   console.log(
     `${results.machine.cpu}, ${results.machine.cores} cores, ${results.machine.os}, Node ${results.machine.node}\n`,
   );
+  console.log("Goals (issue 13)\n");
+  console.log(formatTable(results.goals));
+  if (args.quick) {
+    console.log(
+      "\nQuick run: goals 2, 4, 5 and 6 are measured at reduced sizes (named in each row); only a full run decides them.",
+    );
+  }
+  console.log(
+    "Goal 6 compares delivered NIM messages per second under the same overload (every stream wants one message per\n" +
+      "200 ms): the streams a configuration carries at a given lag are its delivered rate ÷ 5 msg/s per stream.",
+  );
+  console.log("\nDetails\n");
   console.log(formatTable(results.table));
   for (const summary of results.profiles ?? []) console.log(`\n${formatProfileSummary(summary)}`);
   console.log(`\nresults: ${output}`);

@@ -2,9 +2,10 @@
  * The benchmark scenarios. Each starts what it needs (NIM emulator, bridge in a child process or
  * in-process, the bare baseline), measures, tears everything down and returns plain numbers.
  */
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import autocannon, { type AutocannonRequest, type AutocannonResult } from "autocannon";
 import { Redis } from "ioredis";
@@ -25,6 +26,7 @@ import {
   createTokenGenerator,
   freePort,
   machineCpuMeter,
+  REPO_ROOT,
   round,
   SERVICE_KEY,
   type SignedRequest,
@@ -34,14 +36,13 @@ import {
   signedTextCallback,
   sleep,
   summarize,
-  tokenTimestamps,
   wallClock,
 } from "./common.ts";
 import type { ProfileWindow } from "./profile-summary.ts";
 
 const MB = 1024 * 1024;
 
-async function startEmulator(): Promise<RunningNimEmulator> {
+export async function startEmulator(): Promise<RunningNimEmulator> {
   return startNimEmulator({
     appKey: APP_KEY,
     appSecret: APP_SECRET,
@@ -49,16 +50,16 @@ async function startEmulator(): Promise<RunningNimEmulator> {
   });
 }
 
-function addAccounts(emulator: RunningNimEmulator, accids: string[]): void {
+export function addAccounts(emulator: RunningNimEmulator, accids: string[]): void {
   const now = Date.now();
   for (const accid of accids) emulator.state.addAccount({ accid: accid.toLowerCase(), token: "bench", createdAt: now });
 }
 
-function temporaryDirectory(): string {
+export function temporaryDirectory(): string {
   return mkdtempSync(join(tmpdir(), "im-bridge-bench-"));
 }
 
-interface ParsedStreamMessage {
+export interface ParsedStreamMessage {
   kind?: string;
   reply_to?: string;
   seq?: number;
@@ -67,7 +68,7 @@ interface ParsedStreamMessage {
   part?: number;
 }
 
-function parseStreamBody(body: string): ParsedStreamMessage | undefined {
+export function parseStreamBody(body: string): ParsedStreamMessage | undefined {
   try {
     const parsed = JSON.parse(body) as ParsedStreamMessage;
     return parsed.kind === "bot_stream" ? parsed : undefined;
@@ -275,6 +276,7 @@ export interface IngestResult {
   postgresSkipped?: string;
   ratioSqlite: number;
   ratioPostgres?: number;
+  ratioPostgresRedis?: number;
 }
 
 async function measureTarget(
@@ -321,7 +323,7 @@ async function measureTarget(
   return { name, description, maxThroughput, fixedRate, signedOnTheFly: cursor.signedOnTheFly };
 }
 
-async function withPostgresSchema<T>(url: string, run: (schemaUrl: string) => Promise<T>): Promise<T> {
+export async function withPostgresSchema<T>(url: string, run: (schemaUrl: string) => Promise<T>): Promise<T> {
   const schema = `bench_${process.pid}_${Date.now()}`;
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
@@ -337,7 +339,7 @@ async function withPostgresSchema<T>(url: string, run: (schemaUrl: string) => Pr
 }
 
 /** Runs `run`, then deletes every Redis key under `prefix` (the bridge ran with REDIS_KEY_PREFIX=prefix). */
-async function withRedisCleanup<T>(url: string, prefix: string, run: () => Promise<T>): Promise<T> {
+export async function withRedisCleanup<T>(url: string, prefix: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } finally {
@@ -452,6 +454,9 @@ export async function ingestScenario(options: IngestOptions): Promise<IngestResu
             withPostgresSchema(postgresUrl, (schemaUrl) =>
               runBridge("postgres-redis", schemaUrl, { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix }),
             ),
+          );
+          result.ratioPostgresRedis = round(
+            result.postgresRedis.maxThroughput.requestsPerSecond / bare.maxThroughput.requestsPerSecond,
           );
         } else {
           result.redisSkipped = `Redis did not answer at ${options.redisUrl}`;
@@ -691,213 +696,7 @@ export async function callsPerReplyScenario(options: CallsPerReplyOptions): Prom
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// 4. Concurrent streams (bridge in a child process, emulator and callbacks here)
-// ---------------------------------------------------------------------------------------------
-
-export interface ConcurrencyOptions {
-  streams: number;
-  tokens: number;
-  intervalMs: number;
-  /** Callbacks posted in parallel per batch. */
-  batch: number;
-  doneTimeoutMs: number;
-  /** More environment for the bridge (e.g. REPLY_PACING_MS, NIM_SEND_RATE_PER_SECOND experiments). */
-  extraEnv?: Record<string, string>;
-  profileDirectory?: string | undefined;
-  log?: (line: string) => void;
-}
-
-export interface ConcurrencyResult {
-  streams: number;
-  completed: number;
-  tokensPerReply: number;
-  replySpanMs: number;
-  rssIdleMb: number;
-  rssPeakMb: number;
-  heapUsedEndMb: number;
-  heapTotalPeakMb: number;
-  heapUsedPeakMb: number;
-  externalPeakMb: number;
-  /** Open file descriptors of the bridge at their peak (mostly sockets to NIM and from callers). */
-  descriptorsPeak: number;
-  /** Most replies streaming at the same moment, as seen at NIM (first segment seen, done not yet). */
-  peakActiveStreams: number;
-  /** Callback POST → 200 while the bridge was streaming (NIM wants the ack within 5 s). */
-  ackMs: Summary;
-  eventLoopDelayMs: { p50: number; p99: number; max: number; mean: number };
-  /** Token yielded by the generator (in the bridge) → the segment carrying it accepted by NIM. */
-  segmentLagMs: Summary;
-  /** NIM sendMsg round trip as the bridge saw it (observer.sent), ms. */
-  sendMs: { count: number; p50: number; p99: number; max: number; outcomes: Record<string, number> };
-  /** Every bot_stream message NIM accepted, repeats included. */
-  nimMessages: number;
-  /** Messages NIM accepted twice (same reply and seq): sends that timed out at the bridge and were retried. */
-  duplicateMessages: number;
-  nimMessagesPerSecond: number;
-  postSeconds: number;
-  /** From the first callback posted to the last done message. */
-  wallSeconds: number;
-  bridgeCpu: number | undefined;
-  /** Bridge CPU time per NIM message sent (everything the bridge did, divided by messages), ms. */
-  bridgeCpuMsPerNimMessage: number | undefined;
-  emulatorProcessCpu: number;
-  /** Whole machine busy, in cores, and what is not the bridge or this process (other work). */
-  machineCpu: number | undefined;
-  otherCpu: number | undefined;
-  profile?: string;
-  profileWindow: ProfileWindow;
-}
-
-export async function concurrencyScenario(options: ConcurrencyOptions): Promise<ConcurrencyResult> {
-  const log = options.log ?? (() => {});
-  const emulator = await startEmulator();
-  const directory = temporaryDirectory();
-  const users = Array.from({ length: options.streams }, (_, index) => `u_conc_${index}`);
-  addAccounts(emulator, users);
-  const lags: number[] = [];
-  const partial = new Map<string, string>();
-  const done = new Set<string>();
-  const started = new Set<string>();
-  const seen = new Set<string>();
-  let duplicates = 0;
-  let peakActive = 0;
-  let messages = 0;
-  let lastDoneAt = 0;
-  const unsubscribe = emulator.state.onMessage((message) => {
-    const at = wallClock();
-    const body = parseStreamBody(message.body);
-    if (!body) return;
-    messages += 1;
-    // A send that timed out at the bridge but reached NIM is sent again with the same seq (clients
-    // drop the repeat): count each (reply, seq) once.
-    if (body.reply_to && body.seq !== undefined) {
-      const key = `${body.reply_to}#${body.seq}`;
-      if (seen.has(key)) {
-        duplicates += 1;
-        return;
-      }
-      seen.add(key);
-    }
-    if (body.reply_to && !started.has(body.reply_to)) {
-      started.add(body.reply_to);
-      peakActive = Math.max(peakActive, started.size - done.size);
-    }
-    if (body.done) {
-      if (body.reply_to) done.add(body.reply_to);
-      lastDoneAt = at;
-      return;
-    }
-    if (body.part !== undefined || !body.delta || !body.reply_to) return;
-    // A token cut across two segments counts when its end arrives.
-    const { timestamps, rest } = tokenTimestamps((partial.get(body.reply_to) ?? "") + body.delta, true);
-    partial.set(body.reply_to, rest);
-    for (const yieldedAt of timestamps) lags.push(at - yieldedAt);
-  });
-  const port = await freePort();
-  const profileName = `concurrency-${options.streams}.cpuprofile`;
-  const child = await startChild({
-    script: "bridge-child.ts",
-    env: {
-      ...bridgeEnvironment({
-        nimApiBase: emulator.classicApiBase,
-        databaseUrl: `sqlite:${join(directory, "concurrency.db")}`,
-        port,
-        extra: { REPLY_CONCURRENCY: String(Math.max(50, options.streams)), ...options.extraEnv },
-      }),
-      BENCH_MODE: "stream",
-      BENCH_TOKENS: String(options.tokens),
-      BENCH_TOKEN_INTERVAL_MS: String(options.intervalMs),
-    },
-    ...(options.profileDirectory ? { cpuProfileDirectory: options.profileDirectory, cpuProfileName: profileName } : {}),
-  });
-  try {
-    await sleep(300);
-    const pid = child.ready.pid;
-    const idle = await child.stats();
-    const { monotonicMicros: fromMicros } = await child.reset();
-    const resident = sampleResident(pid);
-    const bridgeCpu = cpuMeter(pid);
-    const machine = machineCpuMeter();
-    const ownCpu = process.cpuUsage();
-    const startedAt = wallClock();
-    const acks: number[] = [];
-    const timedPost = async (user: string) => {
-      const request = signedTextCallback({ from: user, text: "hi" });
-      const postedAt = wallClock();
-      const status = await postCallback(child.ready.url, request);
-      acks.push(wallClock() - postedAt);
-      return status;
-    };
-    for (let index = 0; index < options.streams; index += options.batch) {
-      const batch = users.slice(index, index + options.batch);
-      const statuses = await Promise.all(batch.map(timedPost));
-      const failed = statuses.filter((status) => status !== 200).length;
-      if (failed > 0) throw new Error(`${failed} callbacks were not acknowledged with 200`);
-    }
-    const postSeconds = (wallClock() - startedAt) / 1000;
-    log(`  ${options.streams} callbacks posted in ${round(postSeconds)} s`);
-    const deadline = Date.now() + options.doneTimeoutMs;
-    while (done.size < options.streams && Date.now() < deadline) await sleep(50);
-    const wallSeconds = ((lastDoneAt || wallClock()) - startedAt) / 1000;
-    const stats = await child.stats();
-    const rss = resident.stop();
-    const bridgeCores = bridgeCpu.stop();
-    const machineCores = machine.stop();
-    const own = process.cpuUsage(ownCpu);
-    const elapsedMs = wallClock() - startedAt;
-    const ownCores = (own.user + own.system) / 1000 / elapsedMs;
-    return {
-      streams: options.streams,
-      completed: done.size,
-      tokensPerReply: options.tokens,
-      replySpanMs: (options.tokens - 1) * options.intervalMs,
-      rssIdleMb: round(idle.rss / MB, 1),
-      rssPeakMb: round(rss.peak / MB, 1),
-      heapUsedEndMb: round(stats.heapUsed / MB, 1),
-      heapTotalPeakMb: round(stats.peaks.heapTotal / MB, 1),
-      heapUsedPeakMb: round(stats.peaks.heapUsed / MB, 1),
-      externalPeakMb: round(stats.peaks.external / MB, 1),
-      descriptorsPeak: rss.peakDescriptors,
-      peakActiveStreams: peakActive,
-      ackMs: roundSummary(summarize(acks)),
-      eventLoopDelayMs: {
-        p50: round(stats.eventLoopDelayMs.p50),
-        p99: round(stats.eventLoopDelayMs.p99),
-        max: round(stats.eventLoopDelayMs.max),
-        mean: round(stats.eventLoopDelayMs.mean),
-      },
-      segmentLagMs: roundSummary(summarize(lags)),
-      sendMs: {
-        count: stats.sends.count,
-        p50: round(stats.sends.p50),
-        p99: round(stats.sends.p99),
-        max: round(stats.sends.max),
-        outcomes: stats.sends.outcomes,
-      },
-      nimMessages: messages,
-      duplicateMessages: duplicates,
-      nimMessagesPerSecond: round(messages / wallSeconds, 0),
-      postSeconds: round(postSeconds),
-      wallSeconds: round(wallSeconds),
-      bridgeCpu: bridgeCores === undefined ? undefined : round(bridgeCores),
-      bridgeCpuMsPerNimMessage:
-        bridgeCores === undefined ? undefined : round((bridgeCores * elapsedMs) / Math.max(1, messages), 3),
-      emulatorProcessCpu: round(ownCores),
-      machineCpu: machineCores === undefined ? undefined : round(machineCores),
-      otherCpu:
-        machineCores === undefined ? undefined : round(Math.max(0, machineCores - (bridgeCores ?? 0) - ownCores)),
-      ...(options.profileDirectory ? { profile: join(options.profileDirectory, profileName) } : {}),
-      profileWindow: { fromMicros, toMicros: stats.monotonicMicros, label: `${options.streams} streams` },
-    };
-  } finally {
-    unsubscribe();
-    await child.stop();
-    await emulator.close();
-    rmSync(directory, { recursive: true, force: true });
-  }
-}
-
+// 4. Concurrent streams, burst, fair pacing, CPU per message, scale-out: stream-scenarios.ts
 // ---------------------------------------------------------------------------------------------
 // 5. /im/register against the emulator
 // ---------------------------------------------------------------------------------------------
@@ -958,7 +757,7 @@ export async function registerScenario(options: RegisterOptions): Promise<Regist
   }
 }
 
-function roundSummary(summary: Summary): Summary {
+export function roundSummary(summary: Summary): Summary {
   return {
     count: summary.count,
     min: round(summary.min),
@@ -978,4 +777,93 @@ export function ensureDirectory(path: string): string {
 export function latestProfile(directory: string, name: string): string | undefined {
   if (!existsSync(directory)) return undefined;
   return readdirSync(directory).includes(name) ? join(directory, name) : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Idle RSS of the compiled build (goal 7)
+// ---------------------------------------------------------------------------------------------
+
+export interface IdleRssOptions {
+  /** How long the server idles after it answered /healthz before its RSS is read. */
+  idleSeconds: number;
+  log?: (line: string) => void;
+}
+
+export interface IdleRssResult {
+  /** `node dist/cli/serve.js`, or why it could not run. */
+  command: string;
+  missing?: string;
+  /** VmRSS after the idle time (the last of several samples), MB. */
+  rssMb?: number;
+  /** The largest sample during the idle time, MB. */
+  rssPeakMb?: number;
+  startupMs?: number;
+}
+
+/**
+ * `npm run serve` as a user runs it: plain `node` on the compiled build, a minimal SQLite
+ * environment against the emulator, no tsx and none of the bench's overrides. Only REPLY_THREAD
+ * is passed through from the bench's environment, to compare both ways.
+ */
+export async function idleRssScenario(options: IdleRssOptions): Promise<IdleRssResult> {
+  const script = join(REPO_ROOT, "dist", "cli", "serve.js");
+  const command = `node ${relative(REPO_ROOT, script)}`;
+  if (!existsSync(script)) return { command, missing: `${command}: not built (npm run build)` };
+  const emulator = await startEmulator();
+  const directory = temporaryDirectory();
+  const port = await freePort();
+  const environment: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    NIM_APP_KEY: APP_KEY,
+    NIM_APP_SECRET: APP_SECRET,
+    NIM_BOT_ACCID: BOT,
+    NIM_API_BASE: emulator.classicApiBase,
+    DATABASE_URL: `sqlite:${join(directory, "idle.db")}`,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    ...(process.env.REPLY_THREAD ? { REPLY_THREAD: process.env.REPLY_THREAD } : {}),
+  };
+  const startedAt = performance.now();
+  const server = spawn(process.execPath, [script], {
+    cwd: REPO_ROOT,
+    env: environment,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const keep = (data: Buffer) => {
+    output = (output + data.toString()).slice(-4000);
+  };
+  server.stdout.on("data", keep);
+  server.stderr.on("data", keep);
+  const exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
+  try {
+    const deadline = Date.now() + 30_000;
+    let healthy = false;
+    while (!healthy && Date.now() < deadline && server.exitCode === null) {
+      healthy = await fetch(`http://127.0.0.1:${port}/healthz`)
+        .then(async (response) => {
+          await response.arrayBuffer();
+          return response.ok;
+        })
+        .catch(() => false);
+      if (!healthy) await sleep(100);
+    }
+    if (!healthy) {
+      return { command, missing: `${command} did not answer /healthz within 30 s: ${output.split("\n")[0] ?? ""}` };
+    }
+    const startupMs = round(performance.now() - startedAt, 0);
+    options.log?.(`  ${command} up in ${startupMs} ms; idling ${options.idleSeconds} s`);
+    const resident = sampleResident(server.pid!, 250);
+    await sleep(options.idleSeconds * 1000);
+    const { peak, last } = resident.stop();
+    return { command, rssMb: round(last / MB, 1), rssPeakMb: round(peak / MB, 1), startupMs };
+  } finally {
+    if (server.exitCode === null) server.kill("SIGTERM");
+    const killTimer = setTimeout(() => server.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(killTimer);
+    await emulator.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
 }
