@@ -8,6 +8,7 @@ import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { Kysely, type LogEvent, PostgresDialect, SqliteDialect } from "kysely";
 import pg from "pg";
+import { SqliteGroupCommit } from "./group-commit.ts";
 import { type Dialect, migrateToLatest } from "./migrations.ts";
 import type { DatabaseSchema } from "./schema.ts";
 import { type PreparingDatabase, withStatementCache } from "./statement-cache.ts";
@@ -18,6 +19,8 @@ pg.types.setTypeParser(20, (value) => Number(value));
 export interface Database {
   readonly kysely: Kysely<DatabaseSchema>;
   readonly dialect: Dialect;
+  /** SQLite only: the hot paths' writes, one transaction per turn of the event loop (group-commit.ts). */
+  readonly groupCommit?: SqliteGroupCommit;
   close(): Promise<void>;
 }
 
@@ -47,12 +50,30 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
+    const cached = withStatementCache(sqlite as unknown as PreparingDatabase);
     const kysely = new Kysely<DatabaseSchema>({
-      dialect: new SqliteDialect({ database: withStatementCache(sqlite as unknown as PreparingDatabase) }),
+      dialect: new SqliteDialect({ database: cached }),
       ...(log ? { log } : {}),
     });
     await migrateToLatest(kysely as Kysely<unknown>, "sqlite");
-    return { kysely, dialect: "sqlite", close: () => kysely.destroy() };
+    const groupCommit = new SqliteGroupCommit(
+      {
+        prepare: (sql) => cached.prepare(sql),
+        get inTransaction() {
+          return sqlite.inTransaction;
+        },
+      },
+      onStatement,
+    );
+    return {
+      kysely,
+      dialect: "sqlite",
+      groupCommit,
+      close: async () => {
+        groupCommit.drain();
+        await kysely.destroy();
+      },
+    };
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
     // A short connect timeout: while PostgreSQL is down a callback must get its 503 well inside

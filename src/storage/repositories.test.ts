@@ -88,11 +88,11 @@ for (const backend of backends) {
       };
       log.clear();
       expect(await repositories.inbox.accept(message)).toBe(true);
-      expect(log.statements).toHaveLength(1);
+      expect(log.data).toHaveLength(1);
       expect(log.commits).toBe(1);
       log.clear();
       expect(await repositories.inbox.accept({ ...message, now: 43 })).toBe(false);
-      expect(log.statements).toHaveLength(1);
+      expect(log.data).toHaveLength(1);
       const audit = await repositories.audit.list({ event: "callback.accepted", subject: "one-statement" });
       expect(audit.map((row) => [row.at, row.detail])).toEqual([
         [42, JSON.stringify({ from: "u_one", conversation: "team:bot:6001:u_one" })],

@@ -136,6 +136,13 @@ export class InboxRepository {
               ]),
           )
           .execute();
+      } else if (this.database.groupCommit) {
+        // Group commit: the callbacks of one event-loop turn share one transaction; each is acked
+        // only after it committed.
+        const columns = Object.keys(row);
+        const statement = `insert into inbox (${columns.join(", ")}) values (${columns.map(() => "?").join(", ")})`;
+        const values = Object.values(row);
+        await this.database.groupCommit.submit((database) => database.run(statement, values));
       } else {
         await this.database.kysely.insertInto("inbox").values(row).execute();
       }
@@ -491,6 +498,51 @@ export class ReplyRepository {
     const appended = messages.map((message) => message.delta).join("");
     if (this.database.dialect === "postgres") {
       return this.commitOutboxInOneStatement(reply, messages, now, finalStatus, settled);
+    }
+    const group = this.database.groupCommit;
+    if (group) {
+      // SQLite: in the group transaction of this event-loop turn, as prepared statements.
+      return group.submit((database) => {
+        const assignments = ["next_seq = ?", "text = text || ?", "updated_at = ?"];
+        const values: unknown[] = [last.seq + 1, appended, now];
+        if (finalStatus) {
+          assignments.push("state = 'finished'", "final_status = ?");
+          values.push(finalStatus);
+        }
+        if (settled.transportState !== undefined) {
+          assignments.push("transport_state = ?");
+          values.push(settled.transportState);
+        }
+        const advanced = database.run(
+          `update replies set ${assignments.join(", ")} where reply_to = ? and next_seq = ?`,
+          [...values, reply.replyTo, first.seq],
+        );
+        // Another worker committed this seq: nothing of this commit is written.
+        if (advanced.changes !== 1) return false;
+        for (const mark of settled.sent ?? []) {
+          database.run(
+            "update outbox set state = 'sent', nim_msgid = ?, updated_at = ? where stream_id = ? and seq = ?",
+            [mark.nimMsgid, now, reply.streamId, mark.seq],
+          );
+        }
+        for (const message of messages) {
+          database.run(
+            "insert into outbox (stream_id, seq, body, kind, delta, done, options, state, nim_msgid, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, 'pending', null, ?, ?)",
+            [
+              reply.streamId,
+              message.seq,
+              message.body,
+              message.kind,
+              message.delta,
+              message.done ? 1 : 0,
+              message.options ?? null,
+              now,
+              now,
+            ],
+          );
+        }
+        return true;
+      });
     }
     return this.database.kysely.transaction().execute(async (transaction) => {
       const updated = await transaction

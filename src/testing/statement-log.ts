@@ -21,9 +21,14 @@ export class StatementLog {
     this.statements.length = 0;
   }
 
+  /** The statements that read or write data: transaction control (begin, savepoints, commit) left out. */
+  get data(): string[] {
+    return this.statements.filter((statement) => !/^(begin|commit|rollback|savepoint|release)\b/.test(statement));
+  }
+
   /** Transactions begun. */
   get transactions(): number {
-    return this.statements.filter((statement) => statement === "begin").length;
+    return this.statements.filter((statement) => statement.startsWith("begin")).length;
   }
 
   /** Transactions plus writes that ran outside one (each its own commit). */
@@ -31,7 +36,7 @@ export class StatementLog {
     let commits = 0;
     let inTransaction = false;
     for (const statement of this.statements) {
-      if (statement === "begin") {
+      if (statement.startsWith("begin")) {
         inTransaction = true;
         commits += 1;
       } else if (statement === "commit" || statement === "rollback") {

@@ -1,0 +1,115 @@
+/**
+ * Group commit for SQLite: the writes that hot paths submit during one turn of the event loop (a
+ * callback's inbox row, a streamed segment's outbox commit) run in one transaction at the end of
+ * the turn, each in a savepoint of its own, and every caller is answered after that transaction
+ * committed. A caller still waits for its own durable commit (a callback is acked only then), but
+ * a hundred segments cost one BEGIN/COMMIT and one append to the WAL instead of a hundred, and
+ * they run as prepared statements, synchronously, without Kysely's query building per call.
+ *
+ * One item's failure (a repeated msgid's primary key, a stale seq) rolls back only its savepoint;
+ * a failed COMMIT fails the whole group, and nothing of it is durable.
+ *
+ * The connection is the one Kysely also uses. Kysely holds a SQLite transaction only for the
+ * microtasks of its callback, but a flush must never run inside one (its writes would join it), so
+ * a flush that finds a transaction open waits for the next turn.
+ *
+ * @module
+ */
+import type { SqliteStatement } from "kysely";
+
+/** What a submitted piece of work may do: run prepared statements. */
+export interface GroupExecutor {
+  run(sql: string, parameters: readonly unknown[]): { changes: number };
+}
+
+export interface GroupCommitConnection {
+  prepare(sql: string): SqliteStatement;
+  readonly inTransaction: boolean;
+}
+
+interface Pending {
+  work: (executor: GroupExecutor) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export class SqliteGroupCommit {
+  private pending: Pending[] = [];
+  private scheduled = false;
+  private readonly executor: GroupExecutor;
+
+  constructor(
+    private readonly connection: GroupCommitConnection,
+    private readonly onStatement?: (sql: string) => void,
+  ) {
+    this.executor = {
+      run: (sql, parameters) => {
+        this.onStatement?.(sql);
+        const result = this.connection.prepare(sql).run(parameters) as { changes: number | bigint };
+        return { changes: Number(result.changes) };
+      },
+    };
+  }
+
+  /** Runs `work` in the next group transaction; resolves with its result once that committed. */
+  submit<T>(work: (executor: GroupExecutor) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private statement(sql: string): void {
+    this.onStatement?.(sql);
+    this.connection.prepare(sql).run([]);
+  }
+
+  /** Commits what is pending now (before the connection closes); a no-op when nothing is. */
+  drain(): void {
+    this.flush();
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    if (this.connection.inTransaction) {
+      this.schedule();
+      return;
+    }
+    const group = this.pending;
+    this.pending = [];
+    const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
+    try {
+      // IMMEDIATE takes the write lock now (waiting busy_timeout for another connection), so no
+      // statement of the group can fail half-way for want of it.
+      this.statement("begin immediate");
+      for (const item of group) {
+        this.statement("savepoint item");
+        try {
+          outcomes.push({ value: item.work(this.executor) });
+          this.statement("release item");
+        } catch (error) {
+          this.statement("rollback to item");
+          this.statement("release item");
+          outcomes.push({ error });
+        }
+      }
+      this.statement("commit");
+    } catch (error) {
+      if (this.connection.inTransaction) this.statement("rollback");
+      for (const item of group) item.reject(error);
+      return;
+    }
+    group.forEach((item, index) => {
+      const outcome = outcomes[index] as { value: unknown } | { error: unknown };
+      if ("error" in outcome) item.reject(outcome.error);
+      else item.resolve(outcome.value);
+    });
+  }
+}
