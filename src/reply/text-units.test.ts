@@ -249,3 +249,43 @@ describe("cutPrefixWithinBudget on a long backlog", () => {
     }
   });
 });
+
+describe("cutPrefixWithinBudget on Chinese and English text", () => {
+  const alphabet = ["a", "Z", "7", " ", '"', "\\", "\n", "\t", "你", "好", "。", "，", "「", "！", "〰", "?"];
+  const reference = (text: string, budget: number) => {
+    let cost = 0;
+    let lastClusterStart: number | undefined;
+    for (const { segment, index } of graphemeClusters(text)) {
+      const segmentCost = encodedTextLength(segment);
+      if (cost + segmentCost > budget) return { end: index, cost, lastClusterStart: undefined };
+      cost += segmentCost;
+      lastClusterStart = index;
+    }
+    return { end: text.length, cost, lastClusterStart };
+  };
+
+  it("cuts exactly where a grapheme walk would", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let round = 0; round < 500; round += 1) {
+      const length = Math.floor(random() * 120);
+      const text = Array.from({ length }, () => alphabet[Math.floor(random() * alphabet.length)]).join("");
+      const budget = 6 + Math.floor(random() * 100);
+      expect(cutPrefixWithinBudget(text, budget)).toEqual(reference(text, budget));
+    }
+  });
+
+  it("needs no Intl.Segmenter for it", () => {
+    const segment = vi.spyOn(Intl.Segmenter.prototype, "segment");
+    try {
+      cutPrefixWithinBudget('你好, "world"\n'.repeat(40), 300);
+      cutPrefixWithinBudget("short answer。", 300);
+      expect(segment).not.toHaveBeenCalled();
+    } finally {
+      segment.mockRestore();
+    }
+  });
+});

@@ -107,9 +107,38 @@ export interface PrefixCut {
 /** How much of the end of a text is segmented to find its last grapheme cluster. */
 const TAIL_WINDOW = 64;
 
+/**
+ * Text in which every UTF-16 code unit is a grapheme cluster of its own, whatever follows: printable
+ * ASCII, LF and tab, and the common CJK ranges (ideographs, CJK punctuation, fullwidth forms).
+ * Nothing here joins a neighbour: no CR (CR LF is one cluster), no combining mark or sound mark, no
+ * variation selector, ZWJ or surrogate, and without U+FE0F or U+20E3 a digit cannot become a
+ * keycap. Chinese and English answers are almost always such text, and for them cutting needs no
+ * Intl.Segmenter at all.
+ */
+const SINGLE_UNIT_CLUSTERS = /^[\t\n\x20-\x7e\u3000-\u3029\u3030-\u303f\u4e00-\u9fff\uff01-\uff5e]*$/;
+
+/** Cuts single-unit-cluster text by code units: each costs 1, or 2 for `"`, `\\`, LF and tab. */
+function cutSingleUnitText(text: string, budget: number): PrefixCut {
+  let cost = 0;
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    const unitCost = code === 0x22 || code === 0x5c || code === 0x0a || code === 0x09 ? 2 : 1;
+    if (cost + unitCost > budget) return { end: index, cost, lastClusterStart: undefined };
+    cost += unitCost;
+  }
+  return { end: text.length, cost, lastClusterStart: text.length > 0 ? text.length - 1 : undefined };
+}
+
 export function cutPrefixWithinBudget(text: string, budget: number): PrefixCut {
   if (!(budget >= MINIMUM_TEXT_BUDGET)) {
     throw new RangeError(`text budget must be at least ${MINIMUM_TEXT_BUDGET} characters, got ${budget}`);
+  }
+  // Only the part that could fit is examined, so a long backlog is not scanned whole.
+  const window = text.length > budget ? text.slice(0, budget + 1) : text;
+  if (SINGLE_UNIT_CLUSTERS.test(window)) {
+    const cut = cutSingleUnitText(window, budget);
+    // The window holds the whole text, or the cut ended inside it (budget + 1 units cost more than budget).
+    if (window === text || cut.end < window.length) return cut;
   }
   // Fast path for the common case (the whole buffer fits): only the last cluster needs finding,
   // so segmenting a long backlog on every send does not cost time proportional to its length.
