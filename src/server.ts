@@ -6,7 +6,6 @@
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
-import { Redis } from "ioredis";
 import { createOperatorConsole } from "./admin/index.ts";
 import { createBotGenerators, loadBots } from "./bots/index.ts";
 import { createIntake } from "./callback/intake.ts";
@@ -29,7 +28,6 @@ import { createNimClient } from "./nim/client.ts";
 import { isStreamMessageRefusal } from "./nim/errors.ts";
 import type { NimClient } from "./nim/types.ts";
 import { createNimV2Client } from "./nim/v2-client.ts";
-import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
 import { inboxOnlyQueue } from "./queue/inbox-only.ts";
 import type { ReplyQueue } from "./queue/types.ts";
@@ -117,8 +115,10 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     return bot && generator ? { accid: bot.accid, systemPrompt: bot.systemPrompt, generator } : undefined;
   };
   // With REDIS_URL every instance shares de-duplication, limits, turn control and the job queue.
+  // ioredis and BullMQ (about 25 MB resident) are imported only then.
+  const bullMq = config.redisUrl ? await import("./queue/bullmq.ts") : undefined;
   const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
+    ? new (await import("ioredis")).Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
     : undefined;
   redis?.on("error", (error) => logger.warn({ err: error }, "redis error"));
   // REDIS_KEY_PREFIX namespaces every key we write, so deployments (or test runs) can share a Redis.
@@ -126,8 +126,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   const leaseMs = config.reply.leaseMs;
   const queue =
     overrides.queue ??
-    (redis
-      ? new BullMqQueue({
+    (redis && bullMq
+      ? new bullMq.BullMqQueue({
           connection: redis,
           concurrency: config.reply.concurrency,
           logger,
@@ -460,7 +460,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       moderator?.close?.();
       await turnControl.close();
       await operatorConsole.close();
-      if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
+      if (!overrides.queue && bullMq && queue instanceof bullMq.BullMqQueue) await queue.stop();
       await redis?.quit().catch(() => redis.disconnect());
       await database.close();
     },
