@@ -5,7 +5,6 @@
  * through `overrides` without touching the pipeline.
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
-import { Redis } from "ioredis";
 import { createOperatorConsole } from "./admin/index.ts";
 import { createBotGenerators, loadBots } from "./bots/index.ts";
 import { createIntake } from "./callback/intake.ts";
@@ -25,7 +24,6 @@ import { ensureBotAccounts } from "./nim/bot-accounts.ts";
 import { createNimClient } from "./nim/client.ts";
 import { createPoolSender } from "./nim/pool-sender.ts";
 import type { NimClient } from "./nim/types.ts";
-import { BullMqQueue } from "./queue/bullmq.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
 import { inboxOnlyQueue } from "./queue/inbox-only.ts";
 import type { ReplyQueue } from "./queue/types.ts";
@@ -108,8 +106,10 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       logger,
     });
   // With REDIS_URL every instance shares de-duplication, limits, turn control and the job queue.
+  // ioredis and BullMQ (about 25 MB resident) are imported only then.
+  const bullMq = config.redisUrl ? await import("./queue/bullmq.ts") : undefined;
   const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
+    ? new (await import("ioredis")).Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false })
     : undefined;
   redis?.on("error", (error) => logger.warn({ err: error }, "redis error"));
   // REDIS_KEY_PREFIX namespaces every key we write, so deployments (or test runs) can share a Redis.
@@ -128,8 +128,8 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   const queue: ReplyQueue =
     replyThread?.queue ??
     overrides.queue ??
-    (redis
-      ? new BullMqQueue({
+    (redis && bullMq
+      ? new bullMq.BullMqQueue({
           connection: redis,
           concurrency: config.reply.concurrency,
           logger,
@@ -373,7 +373,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       moderator?.close?.();
       await turnControl.close();
       await operatorConsole.close();
-      if (!overrides.queue && queue instanceof BullMqQueue) await queue.stop();
+      if (!overrides.queue && bullMq && queue instanceof bullMq.BullMqQueue) await queue.stop();
       await nimHttp.close();
       await redis?.quit().catch(() => redis.disconnect());
       await database.close();

@@ -4,8 +4,10 @@
  * audio itself is already AAC, so it only needs a different container: `mediabunny` (a maintained,
  * pure-TypeScript media toolkit, no binaries, no download) reads the ADTS frames and writes them into
  * an MP4 file unchanged. No codec runs, so nothing is re-encoded and it costs milliseconds.
+ *
+ * `mediabunny` is imported on the first voice note that needs it (about 15 MB of resident memory
+ * otherwise paid at start by every bridge).
  */
-import { ALL_FORMATS, BufferSource, BufferTarget, Conversion, Input, Mp4OutputFormat, Output } from "mediabunny";
 import type { AudioInput } from "./transcribe.ts";
 
 export class AudioConversionError extends Error {
@@ -29,6 +31,10 @@ export function isAdtsAac(audio: Pick<AudioInput, "mimeType">): boolean {
  */
 export async function remuxAacToM4a(audio: AudioInput): Promise<AudioInput> {
   if (!isAdtsAac(audio)) return audio;
+  // Outside the try below: a mediabunny that cannot be loaded is a broken install, not a bad voice note.
+  const { ALL_FORMATS, BufferSource, BufferTarget, Conversion, Input, Mp4OutputFormat, Output } = await import(
+    "mediabunny"
+  );
   try {
     const input = new Input({ source: new BufferSource(audio.bytes), formats: ALL_FORMATS });
     const target = new BufferTarget();

@@ -15,7 +15,8 @@
  * 4. Redirects are followed by hand, at most `maxRedirects` hops, each new URL going through 1-3.
  * 5. The body is counted while it streams: beyond `maxBytes` the connection is cut. One deadline,
  *    `timeoutMs`, covers every hop and the whole body, so a slow drip cannot hold a worker.
- * 6. The bytes decide the type (magic numbers, `file-type`); the server's Content-Type is ignored.
+ * 6. The bytes decide the type (magic numbers, `file-type`, imported on the first download so a
+ *    bridge that never fetches media does not hold it); the server's Content-Type is ignored.
  *    Formats without magic numbers (plain text, CSV, JSON, Markdown) are accepted only where the
  *    caller asks for text, and only when the bytes hold no NUL byte.
  *
@@ -26,7 +27,6 @@ import { promises as dns, type LookupAddress, type LookupOptions } from "node:dn
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { isIP } from "node:net";
-import { fileTypeFromBuffer } from "file-type";
 import { isSpecialAddress } from "./addresses.ts";
 import { type AllowedHostEntry, type HostMatch, matchAllowedHost } from "./hosts.ts";
 
@@ -336,6 +336,7 @@ async function detectType(
   bytes: Buffer,
   rule: MediaTypeRule,
 ): Promise<{ mimeType: string; extension: string | undefined }> {
+  const { fileTypeFromBuffer } = await import("file-type");
   const detected = await fileTypeFromBuffer(bytes);
   if (detected !== undefined) {
     if (rule.mimeTypes.includes(detected.mime)) return { mimeType: detected.mime, extension: detected.ext };

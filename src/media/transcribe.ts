@@ -17,8 +17,11 @@
  * speech" when the text is empty or every segment is silence by Whisper's rule (no_speech_prob > 0.6
  * and avg_logprob < -1.0). Without segments (`json`, or a server that omits them) a non-empty
  * transcript counts as certain: there is nothing to judge it by.
+ *
+ * The SDK is imported on the first voice note, not at start (about 12 MB of resident memory that a
+ * bridge without voice traffic should not hold).
  */
-import OpenAI, { toFile } from "openai";
+import type OpenAI from "openai";
 import { AudioConversionError, isAdtsAac, remuxAacToM4a } from "./convert.ts";
 
 export interface TranscriptionSettings {
@@ -94,20 +97,29 @@ export function createTranscriber(
   settings: TranscriptionSettings,
   dependencies: TranscriberDependencies = {},
 ): Transcriber {
-  const client = new OpenAI({
-    baseURL: settings.baseUrl,
-    // Local Whisper servers take no key; the SDK insists on one, and an unused value does no harm.
-    apiKey: settings.apiKey || "no-key",
-    timeout: settings.timeoutMs,
-    maxRetries: 1,
-    ...(dependencies.fetch ? { fetch: dependencies.fetch } : {}),
-  });
+  let loading: Promise<{ sdk: OpenAiModule; client: OpenAI }> | undefined;
+  const load = () =>
+    (loading ??= import("openai").then((sdk) => ({
+      sdk,
+      client: new sdk.default({
+        baseURL: settings.baseUrl,
+        // Local Whisper servers take no key; the SDK insists on one, and an unused value does no harm.
+        apiKey: settings.apiKey || "no-key",
+        timeout: settings.timeoutMs,
+        maxRetries: 1,
+        ...(dependencies.fetch ? { fetch: dependencies.fetch } : {}),
+      }),
+    })));
 
   const convertAudio = dependencies.convertAudio ?? remuxAacToM4a;
   const audioFormat = settings.audioFormat ?? "auto";
 
-  const send = async (audio: AudioInput, signal: AbortSignal | undefined): Promise<unknown> => {
-    const file = await toFile(audio.bytes, `voice.${audio.extension}`, { type: audio.mimeType });
+  const send = async (
+    { sdk, client }: { sdk: OpenAiModule; client: OpenAI },
+    audio: AudioInput,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> => {
+    const file = await sdk.toFile(audio.bytes, `voice.${audio.extension}`, { type: audio.mimeType });
     return client.audio.transcriptions.create(
       {
         file,
@@ -120,27 +132,32 @@ export function createTranscriber(
   };
 
   return async (input, signal) => {
+    // Not caught below: an SDK that cannot be loaded is a broken install, not a failed transcription.
+    const loaded = await load();
+    const { APIError } = loaded.sdk;
     const first = audioFormat === "m4a" ? await convertAudio(input) : input;
     try {
-      return judgeTranscript(await send(first, signal));
+      return judgeTranscript(await send(loaded, first, signal));
     } catch (error) {
-      const refusedFormat = error instanceof OpenAI.APIError && (error.status === 400 || error.status === 415);
+      const refusedFormat = error instanceof APIError && (error.status === 400 || error.status === 415);
       if (!(audioFormat === "auto" && refusedFormat && first === input && isAdtsAac(input))) {
-        throw toTranscriptionError(error);
+        throw toTranscriptionError(error, APIError);
       }
     }
     // The endpoint refused raw AAC: the same audio in an M4A container, once.
     try {
-      return judgeTranscript(await send(await convertAudio(input), signal));
+      return judgeTranscript(await send(loaded, await convertAudio(input), signal));
     } catch (error) {
-      throw toTranscriptionError(error);
+      throw toTranscriptionError(error, APIError);
     }
   };
 }
 
-function toTranscriptionError(error: unknown): Error {
+type OpenAiModule = typeof import("openai");
+
+function toTranscriptionError(error: unknown, APIError: OpenAiModule["APIError"]): Error {
   if (error instanceof AudioConversionError) return error;
-  if (error instanceof OpenAI.APIError) {
+  if (error instanceof APIError) {
     return new TranscriptionError(`speech endpoint answered ${error.status ?? "without a status"}`, error.status);
   }
   return new TranscriptionError(`speech endpoint failed: ${error instanceof Error ? error.name : "unknown error"}`);

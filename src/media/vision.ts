@@ -12,9 +12,12 @@
  * re-encoded with `sharp` (libvips, shipped as a prebuilt registry package, no download step) as a
  * JPEG that fits. Only when even a small JPEG does not fit, or the
  * image cannot be decoded, is it refused and the user gets a note.
+ *
+ * `sharp` is imported on the first picture, not at start: it and libvips cost about 30 MB of
+ * resident memory, which a bridge that never sees a picture should not pay.
  */
 import type { ChatCompletionContentPart } from "openai/resources/chat/completions";
-import sharp, { type Metadata, type OutputInfo } from "sharp";
+import type { Metadata, OutputInfo } from "sharp";
 
 /** Formats sent to the model unchanged when they fit (the set OpenAI's vision input accepts). */
 export const VISION_PASS_THROUGH_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"] as const;
@@ -55,6 +58,8 @@ const SMALLEST_SIDE = 512;
  */
 export async function prepareImage(bytes: Buffer, mimeType: string, settings: VisionSettings): Promise<PreparedImage> {
   const limitInputPixels = settings.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+  // Outside the try below: a sharp that cannot be loaded is a broken install, not an unreadable picture.
+  const { default: sharp } = await import("sharp");
   let metadata: Metadata;
   try {
     metadata = await sharp(bytes, { limitInputPixels, failOn: "error" }).metadata();

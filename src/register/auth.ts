@@ -28,17 +28,12 @@
  *   refused even if the JWT would have been fine.
  * - **A JWKS that cannot be fetched is our outage, not the caller's fault**: 503 `auth_unavailable`
  *   instead of a 401 that would make a front end throw away a perfectly good session.
+ *
+ * jose is imported by the first JWT to verify, not at start: a bridge whose site registers users
+ * with the API key only never holds it (about 5 MB of resident memory).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import {
-  createRemoteJWKSet,
-  customFetch,
-  errors,
-  type JWSAlgorithm,
-  type JWTVerifyGetKey,
-  jwtVerify,
-  type RemoteJWKSet,
-} from "jose";
+import type { JWSAlgorithm, JWTVerifyGetKey, RemoteJWKSet } from "jose";
 import { HttpError } from "../http/errors.ts";
 
 /** The configuration this needs; `Config["auth"]` fits as is. Empty strings count as unset. */
@@ -126,8 +121,10 @@ function isNonEmpty(value: string | undefined): value is string {
   return typeof value === "string" && value.length > 0;
 }
 
+type Jose = typeof import("jose");
+
 /** Turns jose's verification failures into our 401s without repeating anything from the token. */
-function tokenError(error: unknown): HttpError {
+function tokenError(error: unknown, errors: Jose["errors"]): HttpError {
   if (error instanceof errors.JWTExpired) {
     return unauthorized("token_expired", "The JWT has expired", "invalid_token");
   }
@@ -161,38 +158,46 @@ export function createRegisterAuthenticator(
   dependencies: RegisterAuthDependencies = {},
 ): RegisterAuthenticator {
   const secretKey = isNonEmpty(options.jwtSecret) ? new TextEncoder().encode(options.jwtSecret) : undefined;
-  const remoteKeys: RemoteJWKSet | undefined = isNonEmpty(options.jwksUrl)
-    ? createRemoteJWKSet(new URL(options.jwksUrl), {
-        ...(dependencies.fetch ? { [customFetch]: dependencies.fetch } : {}),
-        ...(dependencies.jwksTimeoutMs !== undefined ? { timeoutDuration: dependencies.jwksTimeoutMs } : {}),
-      })
-    : undefined;
+  // Parsed here, so a malformed IM_AUTH_JWKS_URL still fails at start; fetched on first use either way.
+  const jwksUrl = isNonEmpty(options.jwksUrl) ? new URL(options.jwksUrl) : undefined;
   // Only the digest is kept: the comparison works on equal-length digests, whatever the key lengths.
   const apiKeyDigest = isNonEmpty(options.serviceApiKey) ? sha256(options.serviceApiKey) : undefined;
-  const jwtConfigured = secretKey !== undefined || remoteKeys !== undefined;
+  const jwtConfigured = secretKey !== undefined || jwksUrl !== undefined;
 
-  const algorithms = [...(secretKey ? SECRET_ALGORITHMS : []), ...(remoteKeys ? JWKS_ALGORITHMS : [])];
+  const algorithms = [...(secretKey ? SECRET_ALGORITHMS : []), ...(jwksUrl ? JWKS_ALGORITHMS : [])];
   const clockTolerance = options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
 
-  // jose has already checked `alg` against `algorithms` when this runs, so HS256 here means the
-  // secret is configured, and anything else means the JWKS is.
-  const resolveKey: JWTVerifyGetKey = async (header, token) => {
-    if (header.alg === "HS256" && secretKey) return secretKey;
-    if (!remoteKeys) throw new errors.JOSEAlgNotAllowed("no key source for this algorithm");
-    try {
-      return await remoteKeys(header, token);
-    } catch (error) {
-      // No matching key or an unsupported key is the token's problem (401); a JWKS that cannot be
-      // fetched or parsed is ours (503). jose raises a bare JOSEError for a non-200 answer.
-      const fetchProblem =
-        !(error instanceof errors.JOSEError) ||
-        error instanceof errors.JWKSTimeout ||
-        error instanceof errors.JWKSInvalid ||
-        error.code === errors.JOSEError.code;
-      if (fetchProblem) throw new JwksUnavailableError("JWKS could not be fetched", { cause: error });
-      throw error;
-    }
-  };
+  let loading: Promise<{ jose: Jose; resolveKey: JWTVerifyGetKey }> | undefined;
+  const load = () =>
+    (loading ??= import("jose").then((jose) => {
+      const { errors } = jose;
+      const remoteKeys: RemoteJWKSet | undefined = jwksUrl
+        ? jose.createRemoteJWKSet(jwksUrl, {
+            ...(dependencies.fetch ? { [jose.customFetch]: dependencies.fetch } : {}),
+            ...(dependencies.jwksTimeoutMs !== undefined ? { timeoutDuration: dependencies.jwksTimeoutMs } : {}),
+          })
+        : undefined;
+      // jose has already checked `alg` against `algorithms` when this runs, so HS256 here means the
+      // secret is configured, and anything else means the JWKS is.
+      const resolveKey: JWTVerifyGetKey = async (header, token) => {
+        if (header.alg === "HS256" && secretKey) return secretKey;
+        if (!remoteKeys) throw new errors.JOSEAlgNotAllowed("no key source for this algorithm");
+        try {
+          return await remoteKeys(header, token);
+        } catch (error) {
+          // No matching key or an unsupported key is the token's problem (401); a JWKS that cannot be
+          // fetched or parsed is ours (503). jose raises a bare JOSEError for a non-200 answer.
+          const fetchProblem =
+            !(error instanceof errors.JOSEError) ||
+            error instanceof errors.JWKSTimeout ||
+            error instanceof errors.JWKSInvalid ||
+            error.code === errors.JOSEError.code;
+          if (fetchProblem) throw new JwksUnavailableError("JWKS could not be fetched", { cause: error });
+          throw error;
+        }
+      };
+      return { jose, resolveKey };
+    }));
 
   async function verifyJwt(token: string): Promise<RegisterPrincipal> {
     const { subject } = await verifyClaims(token);
@@ -201,8 +206,10 @@ export function createRegisterAuthenticator(
 
   /** The token's verified subject and claims (the operator console reads its admin claim). */
   async function verifyClaims(token: string): Promise<{ subject: string; claims: Record<string, unknown> }> {
+    // Outside the try below: a jose that cannot be loaded is a broken install, not a bad token.
+    const { jose, resolveKey } = await load();
     try {
-      const { payload } = await jwtVerify(token, resolveKey, {
+      const { payload } = await jose.jwtVerify(token, resolveKey, {
         algorithms,
         clockTolerance,
         requiredClaims: ["exp", "sub"],
@@ -218,7 +225,7 @@ export function createRegisterAuthenticator(
       if (error instanceof JwksUnavailableError) {
         throw new HttpError(503, "auth_unavailable", "The JWKS at IM_AUTH_JWKS_URL could not be fetched; try again");
       }
-      throw tokenError(error);
+      throw tokenError(error, jose.errors);
     }
   }
 
@@ -231,7 +238,7 @@ export function createRegisterAuthenticator(
     },
     configured: {
       jwtSecret: secretKey !== undefined,
-      jwks: remoteKeys !== undefined,
+      jwks: jwksUrl !== undefined,
       serviceApiKey: apiKeyDigest !== undefined,
     },
 

@@ -2,19 +2,17 @@
  * Opens the database named by DATABASE_URL (`sqlite:PATH` or `postgres://…`) and runs migrations.
  * SQLite is the embedded default: WAL so readers never block the callback's insert, and
  * synchronous=NORMAL, which in WAL mode is still durable across a process crash.
+ *
+ * Each driver is imported only for the database it opens: `pg` alone costs about 15 MB of resident
+ * memory that a SQLite deployment never needs.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import BetterSqlite3 from "better-sqlite3";
 import { Kysely, type LogEvent, PostgresDialect, SqliteDialect } from "kysely";
-import pg from "pg";
 import { SqliteGroupCommit } from "./group-commit.ts";
 import { type Dialect, migrateToLatest } from "./migrations.ts";
 import type { DatabaseSchema } from "./schema.ts";
 import { type PreparingDatabase, withStatementCache } from "./statement-cache.ts";
-
-// pg returns bigint (int8) and count() as strings; every bigint here is an epoch-ms timestamp or a counter.
-pg.types.setTypeParser(20, (value) => Number(value));
 
 export interface Database {
   readonly kysely: Kysely<DatabaseSchema>;
@@ -45,6 +43,7 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length) || ":memory:";
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    const { default: BetterSqlite3 } = await import("better-sqlite3");
     const sqlite = new BetterSqlite3(path);
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = NORMAL");
@@ -76,6 +75,10 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     };
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
+    const { default: pg } = await import("pg");
+    // pg returns bigint (int8) and count() as strings; every bigint here is an epoch-ms timestamp or
+    // a counter. (Process-wide in pg, so setting it again for a second database changes nothing.)
+    pg.types.setTypeParser(20, (value) => Number(value));
     // A short connect timeout: while PostgreSQL is down a callback must get its 503 well inside
     // NIM's 5 s instead of waiting for a connection that will not come.
     const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 2_000 });

@@ -33,6 +33,21 @@ describe("usage days", () => {
 
   it("knows IANA zones", () => {
     expect(isTimeZone("Asia/Shanghai")).toBe(true);
+    expect(isTimeZone("UTC")).toBe(true);
     expect(isTimeZone("Mars/Olympus")).toBe(false);
+  });
+
+  it("gives UTC days (computed without Intl, to spare ICU's memory) exactly as Intl does", () => {
+    const intl = new Intl.DateTimeFormat("en-CA", {
+      timeZone: "UTC",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+    });
+    // Every 6 h across a leap day, each instant and the millisecond before it, and a year's end.
+    const start = Date.parse("2024-02-28T00:00:00Z");
+    const steps = Array.from({ length: 13 }, (_, index) => start + index * 21_600_000);
+    const instants = [0, Date.parse("2026-12-31T23:59:59.999Z"), ...steps.flatMap((at) => [at - 1, at])];
+    for (const instant of instants) expect(dayOf(instant, "UTC")).toBe(intl.format(new Date(instant)));
   });
 });

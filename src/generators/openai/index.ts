@@ -3,11 +3,14 @@
  * Qwen/DashScope compatible mode, Moonshot, Ollama, vLLM …) through the official `openai` SDK,
  * streamed with `stream: true`.
  *
+ * The SDK is imported by the first reply, not at start: it costs about 12 MB of resident memory,
+ * which an idle bridge (or one whose bots use another generator) should not hold.
+ *
  * @example
  * const generator = createOpenAiGenerator({ baseURL: "https://api.deepseek.com/v1", apiKey, model: "deepseek-chat" });
  * for await (const piece of generator.generate(request, signal)) process.stdout.write(piece);
  */
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
+import type OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { abortedError } from "../abort.ts";
 import { type GenerationRequest, GeneratorError, type ReplyGenerator } from "../types.ts";
@@ -47,24 +50,32 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 export function createOpenAiGenerator(options: OpenAiGeneratorOptions): ReplyGenerator {
   const baseURL = options.baseURL ?? DEFAULT_OPENAI_BASE_URL;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const client = new OpenAI({
-    // Explicit values everywhere: the SDK would otherwise read OPENAI_API_KEY/OPENAI_BASE_URL from
-    // the environment itself, and configuration is read in one place only (src/config).
-    baseURL,
-    apiKey: options.apiKey ?? PLACEHOLDER_API_KEY,
-    timeout: timeoutMs,
-    // No SDK retries. Its back-off sleep does not watch the abort signal, so an aborted reply could
-    // linger for seconds (up to a minute with Retry-After) before noticing, which breaks the
-    // "stop promptly" contract; and the pipeline already bounds a reply with its idle and total
-    // timeouts and tells the user when it failed. A failure is reported at once instead.
-    maxRetries: 0,
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
+  let loading: Promise<{ sdk: OpenAiModule; client: OpenAI }> | undefined;
+  const load = () =>
+    (loading ??= import("openai").then((sdk) => ({
+      sdk,
+      client: new sdk.default({
+        // Explicit values everywhere: the SDK would otherwise read OPENAI_API_KEY/OPENAI_BASE_URL from
+        // the environment itself, and configuration is read in one place only (src/config).
+        baseURL,
+        apiKey: options.apiKey ?? PLACEHOLDER_API_KEY,
+        timeout: timeoutMs,
+        // No SDK retries. Its back-off sleep does not watch the abort signal, so an aborted reply could
+        // linger for seconds (up to a minute with Retry-After) before noticing, which breaks the
+        // "stop promptly" contract; and the pipeline already bounds a reply with its idle and total
+        // timeouts and tells the user when it failed. A failure is reported at once instead.
+        maxRetries: 0,
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      }),
+    })));
 
   return {
     name: "openai",
     async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<string> {
       if (signal.aborted) throw abortedError(signal);
+      // Outside the try below: an SDK that cannot be loaded keeps its own message instead of
+      // reading like a failure of the endpoint.
+      const { sdk, client } = await load();
       let produced = 0;
       try {
         const stream = await client.chat.completions.create(
@@ -95,7 +106,7 @@ export function createOpenAiGenerator(options: OpenAiGeneratorOptions): ReplyGen
           }
         }
       } catch (error) {
-        throw toGeneratorError(error, signal, baseURL, timeoutMs);
+        throw toGeneratorError(error, sdk, signal, baseURL, timeoutMs);
       }
       // SDK 6 ends the iteration quietly when the request is aborted mid-stream (it treats an abort
       // as the caller's own choice). Without this check a cut-off answer would look complete.
@@ -133,7 +144,15 @@ function contentOf(chunk: ChatCompletionChunk): string | undefined {
   return typeof content === "string" ? content : undefined;
 }
 
-function toGeneratorError(error: unknown, signal: AbortSignal, baseURL: string, timeoutMs: number): GeneratorError {
+type OpenAiModule = typeof import("openai");
+
+function toGeneratorError(
+  error: unknown,
+  { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError }: OpenAiModule,
+  signal: AbortSignal,
+  baseURL: string,
+  timeoutMs: number,
+): GeneratorError {
   if (error instanceof GeneratorError) return error;
   // Whatever broke after the caller aborted is a consequence of the abort.
   if (signal.aborted || error instanceof APIUserAbortError) return abortedError(signal);
