@@ -123,6 +123,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
         // The thread's observer calls land on this process's observer (metrics, console, tests).
         observer: relayTarget(() => observer),
         logger,
+        hasWork: async () => (await repositories.inbox.unfinished(1)).length > 0,
       })
     : undefined;
   const queue: ReplyQueue =

@@ -30,6 +30,11 @@ export interface ReplyThreadOptions {
   restartDelayMs?: number;
   /** How long `stop` waits for running replies to hand back before ending the thread. */
   stopTimeoutMs?: number;
+  /**
+   * Whether replies are waiting at start (unfinished in the inbox): then the thread starts at
+   * once; otherwise with the first job, so an idle process does not carry a second heap.
+   */
+  hasWork?: () => Promise<boolean>;
 }
 
 /** The thread's entry module beside this one: `.js` in the compiled build, `.ts` under tsx. */
@@ -94,12 +99,16 @@ export class ReplyThread {
   private readyWaiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
   private stoppedWaiter: (() => void) | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
+  private started = false;
 
   constructor(private readonly options: ReplyThreadOptions) {}
 
-  /** The queue the intake enqueues on: each job is handed to the thread. */
+  /** The queue the intake enqueues on: each job is handed to the thread (started by the first). */
   readonly queue: ReplyQueue = {
-    enqueue: async (job: ReplyJob) => this.post({ type: "job", msgidServer: job.msgidServer }),
+    enqueue: async (job: ReplyJob) => {
+      if (!this.worker && this.started && !this.stopping && !this.restartTimer) this.spawn();
+      this.post({ type: "job", msgidServer: job.msgidServer });
+    },
     start: (_handler: ReplyJobHandler) => {},
     stop: async () => {},
     depth: async () => this.lastDepth,
@@ -111,9 +120,15 @@ export class ReplyThread {
     close: async () => {},
   };
 
-  /** Starts the thread; resolves once it has resumed unfinished replies and takes jobs. */
-  start(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /**
+   * Starts the thread when replies are waiting (resolving once it has resumed them and takes
+   * jobs); otherwise it starts with the first job. Messages posted to a thread that is still
+   * starting wait in its port.
+   */
+  async start(): Promise<void> {
+    this.started = true;
+    if (this.options.hasWork && !(await this.options.hasWork())) return;
+    await new Promise<void>((resolve, reject) => {
       this.readyWaiters.push({ resolve, reject });
       this.spawn();
     });
@@ -169,6 +184,7 @@ export class ReplyThread {
       const delayMs = this.options.restartDelayMs ?? 1_000;
       this.options.logger.error({ code, delayMs }, "reply thread ended unexpectedly; starting it again");
       this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
         if (!this.stopping) this.spawn();
       }, delayMs);
       this.restartTimer.unref();
