@@ -8,7 +8,8 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { Kysely, type LogEvent, PostgresDialect, SqliteDialect } from "kysely";
+import { Kysely, type LogEvent, PostgresDialect } from "kysely";
+import { FairSqliteDialect } from "./fair-sqlite-dialect.ts";
 import { SqliteGroupCommit } from "./group-commit.ts";
 import { type Dialect, migrateToLatest } from "./migrations.ts";
 import type { DatabaseSchema } from "./schema.ts";
@@ -51,7 +52,7 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     sqlite.pragma("foreign_keys = ON");
     const cached = withStatementCache(sqlite as unknown as PreparingDatabase);
     const kysely = new Kysely<DatabaseSchema>({
-      dialect: new SqliteDialect({ database: cached }),
+      dialect: new FairSqliteDialect({ database: cached }),
       ...(log ? { log } : {}),
     });
     await migrateToLatest(kysely as Kysely<unknown>, "sqlite");
