@@ -7,7 +7,9 @@ import type { NimHttpAnswer, NimHttpRequest, NimHttpSender } from "./http.ts";
 
 export function createFetchSender(fetchImplementation: typeof fetch): NimHttpSender {
   return {
-    async send(request: NimHttpRequest, signal: AbortSignal): Promise<NimHttpAnswer> {
+    async send(request: NimHttpRequest, signal: AbortSignal, onDispatch: () => void): Promise<NimHttpAnswer> {
+      // fetch has no visible queue of its own (its agent opens sockets as needed).
+      onDispatch();
       const response = await fetchImplementation(`${request.origin}${request.path}`, {
         method: request.method,
         headers: request.headers,

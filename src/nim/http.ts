@@ -33,8 +33,11 @@ export interface NimHttpSender {
    * Sends one request and reads the whole answer. Rejects when `signal` aborts (with any error:
    * the caller already knows why it aborted) or when the connection fails; an error's `code` (or
    * its `cause`'s) tells a connect failure from a failure after sending (signed-request.ts).
+   * Calls `onDispatch` when the request goes out on a connection, after any wait for a free one:
+   * the attempt's time limit for an answer counts from there, and a request that never got that
+   * far was never sent (so another attempt is safe).
    */
-  send(request: NimHttpRequest, signal: AbortSignal): Promise<NimHttpAnswer>;
+  send(request: NimHttpRequest, signal: AbortSignal, onDispatch: () => void): Promise<NimHttpAnswer>;
   /** Closes idle connections and refuses new requests; in-flight requests finish first. */
   close(): Promise<void>;
 }

@@ -223,17 +223,41 @@ describe("failures", () => {
     expect(nimServer.requests).toBe(1);
   });
 
-  it("a call waiting for a free socket still ends at its own deadline", async () => {
+  it("a call waiting for a free socket ends at its own deadline as not sent (retryable), never as a read timeout", async () => {
     nimServer.handler = () => {};
     const nim = client({ connections: 1, timeoutMs: 10_000 });
     const holder = new AbortController();
     const holding = caught(nim.refreshToken("u1", { signal: holder.signal }));
     await nimServer.requestsReached(1);
     const queued = await caught(nim.refreshToken("u2", { deadlineMs: 100 }));
-    expect(queued).toMatchObject({ kind: "timeout", retryable: false });
+    expect(queued).toMatchObject({ kind: "network", retryable: true });
+    expect(queued.desc).toMatch(/no free connection within \d+ ms; not sent/);
     holder.abort();
     expect(await holding).toMatchObject({ kind: "aborted" });
     expect(nimServer.requests).toBe(1);
+  });
+
+  it("a call that waited for a socket gets its whole time for the answer, counted from when it went out", async () => {
+    let answerFirst: (() => void) | undefined;
+    nimServer.handler = (_request, response) => {
+      const answer = () => {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end('{"code":200,"info":{"token":"t"}}');
+      };
+      if (!answerFirst) answerFirst = answer;
+      else setTimeout(answer, 150);
+    };
+    const nim = client({ connections: 1, timeoutMs: 250, retry: { maxAttempts: 1, deadlineMs: 0 } });
+    const first = nim.refreshToken("u1");
+    await nimServer.requestsReached(1);
+    const second = nim.refreshToken("u2");
+    // The second waits 200 ms for the socket, then NIM answers it 150 ms after it went out: 350 ms
+    // in all, past its 250 ms, but within 250 ms of its dispatch.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    answerFirst?.();
+    await expect(first).resolves.toBeDefined();
+    await expect(second).resolves.toBeDefined();
+    expect(nimServer.requests).toBe(2);
   });
 
   it("a connection reset after the request went out is a final network error", async () => {

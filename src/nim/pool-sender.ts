@@ -29,40 +29,92 @@ export function createPoolSender(options: PoolSenderOptions = {}): NimHttpSender
   if (!Number.isInteger(connections) || connections < 1) {
     throw new TypeError("createPoolSender: connections must be a positive integer");
   }
-  const pools = new Map<string, Pool>();
+  const origins = new Map<string, { pool: Pool; slots: Slots }>();
   let closed = false;
 
-  function poolFor(origin: string): Pool {
-    let pool = pools.get(origin);
-    if (!pool) {
+  function originFor(origin: string): { pool: Pool; slots: Slots } {
+    let entry = origins.get(origin);
+    if (!entry) {
       // undici's keep-alive defaults stand: an idle socket is dropped after 4 s, or 1 s before the
       // server's own Keep-Alive timeout, so a request rarely lands on a socket the server is closing.
-      pool = new Pool(origin, { connections, pipelining: 1 });
-      pools.set(origin, pool);
+      entry = { pool: new Pool(origin, { connections, pipelining: 1 }), slots: new Slots(connections) };
+      origins.set(origin, entry);
     }
-    return pool;
+    return entry;
   }
 
   return {
-    async send(request: NimHttpRequest, signal: AbortSignal): Promise<NimHttpAnswer> {
+    async send(request: NimHttpRequest, signal: AbortSignal, onDispatch: () => void): Promise<NimHttpAnswer> {
       if (closed) throw new Error("the NIM HTTP sender is closed");
-      const { statusCode, headers, body } = await poolFor(request.origin).request({
-        path: request.path,
-        method: request.method,
-        headers: request.headers,
-        body: request.body,
-        signal,
-      });
-      // Always read the body, whatever the status: an unread body keeps its socket from being reused.
-      const text = await body.text();
-      const retryAfter = headers["retry-after"];
-      return { status: statusCode, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, text };
+      const { pool, slots } = originFor(request.origin);
+      // Requests beyond the connections wait here, in order, rather than in undici's queue: the
+      // caller learns when one really goes out (onDispatch), so time spent waiting for a socket
+      // under load is never mistaken for NIM being slow to answer a request it may have processed.
+      // A free slot is taken at once, so the dispatch is reported before send() returns.
+      if (!slots.tryAcquire()) await slots.acquire(signal);
+      try {
+        onDispatch();
+        const { statusCode, headers, body } = await pool.request({
+          path: request.path,
+          method: request.method,
+          headers: request.headers,
+          body: request.body,
+          signal,
+        });
+        // Always read the body, whatever the status: an unread body keeps its socket from being reused.
+        const text = await body.text();
+        const retryAfter = headers["retry-after"];
+        return { status: statusCode, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, text };
+      } finally {
+        slots.release();
+      }
     },
     async close(): Promise<void> {
       closed = true;
-      const open = [...pools.values()];
-      pools.clear();
-      await Promise.all(open.map((pool) => pool.close()));
+      const open = [...origins.values()];
+      origins.clear();
+      await Promise.all(open.map((entry) => entry.pool.close()));
     },
   };
+}
+
+/** At most `limit` requests in flight; the others wait in arrival order (abortable). */
+class Slots {
+  private active = 0;
+  private readonly waiting: Array<{ grant: () => void }> = [];
+
+  constructor(private readonly limit: number) {}
+
+  tryAcquire(): boolean {
+    if (this.active >= this.limit) return false;
+    this.active += 1;
+    return true;
+  }
+
+  acquire(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.tryAcquire()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        grant: () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const index = this.waiting.indexOf(waiter);
+        if (index >= 0) this.waiting.splice(index, 1);
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    // The slot passes straight to the next waiter.
+    if (next) next.grant();
+    else this.active -= 1;
+  }
 }

@@ -65,6 +65,8 @@ export interface RetryOptions {
 }
 
 const defaultBaseDelayMs = 200;
+/** The least time worth starting another attempt with. */
+export const MINIMUM_ATTEMPT_MS = 100;
 const defaultMaxDelayMs = 5_000;
 
 /**
@@ -95,8 +97,10 @@ export async function retry<T>(
       options.signal?.throwIfAborted();
       if (!isRetryable(error) || attempt >= maxAttempts) throw error;
       const delayMs = Math.max(backoffDelay(attempt, policy, random), retryAfterOf(error));
-      // Sleeping up to the deadline and then starting an attempt with no time left helps nobody.
-      if (delayMs >= remaining()) throw error;
+      // Sleeping up to the deadline and then starting an attempt with almost no time left helps
+      // nobody: it would likely end in a read timeout, which is ambiguous (NIM may have acted) and
+      // final, where the error in hand (a 416, a refused connection) is clear.
+      if (delayMs + MINIMUM_ATTEMPT_MS >= remaining()) throw error;
       options.onRetry?.({ attempt, error, delayMs });
       await sleep(delayMs, options.signal);
     }

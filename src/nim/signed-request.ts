@@ -99,10 +99,14 @@ export function sendSignedAttempt(attempt: SignedAttempt): Promise<NimHttpAnswer
       callerSignal?.removeEventListener("abort", onCallerAbort);
       return true;
     };
+    let dispatched = false;
     const onTimeout = (): void => {
       if (!settle()) return;
-      // A read timeout: NIM may have processed the request. Official SDKs never retry it.
-      const error = new NimError("timeout", 0, `no complete answer within ${timeoutMs} ms`, false, endpoint);
+      // Still waiting for a free connection: nothing was sent, so another attempt is safe.
+      // Otherwise a read timeout: NIM may have processed the request. Official SDKs never retry it.
+      const error = dispatched
+        ? new NimError("timeout", 0, `no complete answer within ${timeoutMs} ms`, false, endpoint)
+        : new NimError("network", 0, `no free connection within ${timeoutMs} ms; not sent`, true, endpoint);
       reject(error);
       controller.abort(error);
     };
@@ -112,17 +116,29 @@ export function sendSignedAttempt(attempt: SignedAttempt): Promise<NimHttpAnswer
       reject(error);
       controller.abort(error);
     }
-    const timer = setTimeout(onTimeout, timeoutMs);
-    // An in-flight request keeps the process alive through its socket; the timer need not.
-    timer.unref();
+    // One timer: for the wait for a connection (if there is one), then again from the dispatch for
+    // the answer, so a request that waited for a socket still gets its whole time with NIM.
+    let timer: NodeJS.Timeout | undefined;
+    const startTimer = () => {
+      clearTimeout(timer);
+      timer = setTimeout(onTimeout, timeoutMs);
+      // An in-flight request keeps the process alive through its socket; the timer need not.
+      timer.unref();
+    };
+    const onDispatch = () => {
+      if (settled || dispatched) return;
+      dispatched = true;
+      startTimer();
+    };
     callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
 
     let sending: Promise<NimHttpAnswer>;
     try {
-      sending = attempt.sender.send(request, controller.signal);
+      sending = attempt.sender.send(request, controller.signal, onDispatch);
     } catch (error) {
       sending = Promise.reject(error);
     }
+    if (!dispatched && !settled) startTimer();
     sending.then(
       (answer) => {
         if (settle()) resolve(answer);
