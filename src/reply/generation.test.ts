@@ -59,6 +59,62 @@ describe("runGeneration", () => {
     expect(seen.signal?.aborted).toBe(true);
   });
 
+  it("measures idleness from the last piece, arming its idle timer once, not once per piece", async () => {
+    const clock = new ManualClock();
+    let timersArmed = 0;
+    const countingClock = {
+      now: () => clock.now(),
+      setTimeout: (callback: () => void, ms: number) => {
+        timersArmed += 1;
+        return clock.setTimeout(callback, ms);
+      },
+      clearTimeout: (handle: unknown) => clock.clearTimeout(handle as never),
+    };
+    let release: (() => void) | undefined;
+    const outcome = runGeneration({
+      generator: {
+        name: "bursty",
+        async *generate() {
+          // 500 pieces, 1 ms apart by the manual clock, then silence.
+          for (let index = 0; index < 500; index += 1) {
+            await new Promise<void>((resolve) => {
+              release = resolve;
+            });
+            yield "x";
+          }
+          await new Promise(() => {});
+        },
+      },
+      request,
+      signal: new AbortController().signal,
+      idleTimeoutMs: 1_000,
+      totalTimeoutMs: 60_000,
+      clock: countingClock,
+      onPiece: () => {},
+    });
+    for (let index = 0; index < 500; index += 1) {
+      await settlePromises();
+      clock.advance(1);
+      release?.();
+    }
+    await settlePromises();
+    // The last piece came at 500 ms: still active at 1,000 ms, idle by 1,500 ms.
+    clock.advance(500);
+    await settlePromises();
+    clock.advance(499);
+    await settlePromises();
+    let settled = false;
+    void outcome.then(() => {
+      settled = true;
+    });
+    await settlePromises();
+    expect(settled).toBe(false);
+    clock.advance(1);
+    expect(await outcome).toEqual({ kind: "timeout", reason: "idle timeout" });
+    // The total timer, the first idle timer and one re-arm: not 500.
+    expect(timersArmed).toBeLessThanOrEqual(4);
+  });
+
   it("never starts a generator's work for a reply cancelled before it began", async () => {
     const reply = new AbortController();
     abort(reply, "shutdown");

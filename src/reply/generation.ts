@@ -43,7 +43,15 @@ export async function runGeneration(options: GenerationOptions): Promise<Generat
     timeoutReason ??= reason;
     stopWith(new Error(reason));
   };
-  let idleTimer = clock.setTimeout(() => timeout("idle timeout"), options.idleTimeoutMs);
+  // One idle timer per generation, not one per piece: a piece only notes when it came, and the
+  // timer, when it fires, waits again for whatever is left of the idle time since the last piece.
+  let lastPieceAt = clock.now();
+  const checkIdle = () => {
+    const idleFor = clock.now() - lastPieceAt;
+    if (idleFor >= options.idleTimeoutMs) timeout("idle timeout");
+    else idleTimer = clock.setTimeout(checkIdle, options.idleTimeoutMs - idleFor);
+  };
+  let idleTimer = clock.setTimeout(checkIdle, options.idleTimeoutMs);
   const totalTimer = clock.setTimeout(() => timeout("total timeout"), options.totalTimeoutMs);
   const aborted = new Promise<never>((_, reject) => {
     if (controller.signal.aborted) reject(controller.signal.reason);
@@ -63,8 +71,7 @@ export async function runGeneration(options: GenerationOptions): Promise<Generat
       const step = await Promise.race([iterator.next(), aborted]);
       if (step.done) break;
       if (typeof step.value === "string" && step.value.length > 0) {
-        clock.clearTimeout(idleTimer);
-        idleTimer = clock.setTimeout(() => timeout("idle timeout"), options.idleTimeoutMs);
+        lastPieceAt = clock.now();
         await options.onPiece(step.value);
         if (controller.signal.aborted) return outcomeAfterAbort(controller.signal.reason);
       }
