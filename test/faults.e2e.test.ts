@@ -157,6 +157,8 @@ describe("fault suite: NIM faults, duplicate callbacks, LLM failures, two SIGKIL
         NIM_RETRY_DEADLINE_MS: "40000",
         REPLY_PACING_MS: "20",
         NIM_SEND_RATE_PER_SECOND: "0",
+        // The re-send bound below counts on at most 50 replies running at once.
+        REPLY_CONCURRENCY: "50",
         REGISTER_LIMIT_PER_IP_PER_MINUTE: "1000",
         // Warnings include every retried NIM call: the timed-out ones bound the re-sends below.
         LOG_LEVEL: "warn",

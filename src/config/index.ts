@@ -96,7 +96,12 @@ const environmentSchema = z.object({
   REPLY_LIMIT_PER_MINUTE: integer(20, 0),
   REPLY_LIMIT_PER_DAY: integer(500, 0),
   /** Global budget of NIM sends per second, so bursts wait instead of running into 416. */
-  NIM_SEND_RATE_PER_SECOND: integer(50, 0),
+  /**
+   * NIM's per-second limit for sendMsg is not published (nim-protocol.md §3.2, UNCONFIRMED); its
+   * user-API category allows 100/s on the standard plan and more on the others. 200/s lets a
+   * burst of a few hundred replies start within a second or two; set it to your plan's figure.
+   */
+  NIM_SEND_RATE_PER_SECOND: integer(200, 0),
 
   MODERATION_KEYWORDS_FILE: optionalText,
   MODERATION_HTTP_URL: optionalText.refine((value) => value === undefined || URL.canParse(value), "must be a URL"),
@@ -116,7 +121,11 @@ const environmentSchema = z.object({
   REPLY_PACING_MS: integer(200, 0),
   REPLY_IDLE_TIMEOUT_SECONDS: integer(60, 1),
   REPLY_TOTAL_TIMEOUT_SECONDS: integer(300, 1),
-  REPLY_CONCURRENCY: integer(50, 1, 10_000),
+  /**
+   * A safety valve, not a queue: one reply thread carried 2,000 streams in the bench, so replies
+   * start at once; NIM_SEND_RATE_PER_SECOND paces what they send (BENCHMARKS.md, docs/capacity.md).
+   */
+  REPLY_CONCURRENCY: integer(1000, 1, 10_000),
   /**
    * auto: in the all-in-one role replies run on a worker thread of their own, so callback acks
    * never wait behind reply work; on: insist; off: one event loop for everything.
