@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   apologyText,
   blockedText,
@@ -223,6 +223,19 @@ describe("pushContent", () => {
     expect(result).toHaveLength(NIM_PUSHCONTENT_LIMIT);
     expect(result.endsWith("…")).toBe(true);
     expect(pushContent("a".repeat(NIM_PUSHCONTENT_LIMIT))).toBe("a".repeat(NIM_PUSHCONTENT_LIMIT));
+  });
+
+  it("cuts Chinese and English without segmenting, and still never before a combining mark", () => {
+    const segment = vi.spyOn(Intl.Segmenter.prototype, "segment");
+    try {
+      expect(pushContent("答 the answer, ".repeat(100))).toHaveLength(NIM_PUSHCONTENT_LIMIT);
+      expect(segment).not.toHaveBeenCalled();
+    } finally {
+      segment.mockRestore();
+    }
+    // "e" + U+0301 is one cluster: a cut between them would drop the accent from the preview.
+    const accented = `${"a".repeat(498)}e\u0301${"b".repeat(10)}`;
+    expect(pushContent(accented)).toBe(`${"a".repeat(498)}…`);
   });
 
   it("does not split an emoji at the cut", () => {

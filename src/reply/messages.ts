@@ -10,7 +10,7 @@
  */
 import type { BotStreamBody } from "../client/bot-stream-body.ts";
 import { NIM_BODY_LIMIT, NIM_PUSHCONTENT_LIMIT, type NimMessageOption } from "../nim/types.ts";
-import { cutPrefixWithinBudget, graphemeClusters, MINIMUM_TEXT_BUDGET } from "./text-units.ts";
+import { cutPrefixWithinBudget, graphemeClusters, isSingleUnitText, MINIMUM_TEXT_BUDGET } from "./text-units.ts";
 
 /** How a reply ended (the final message's `status`); one definition for every transport. */
 export type { ReplyStatus } from "./transport/types.ts";
@@ -159,9 +159,13 @@ export function pushContent(text: string, maxLength: number = NIM_PUSHCONTENT_LI
   if (collapsed.length === 0) return DEFAULT_PUSH_CONTENT.slice(0, maxLength);
   if (collapsed.length <= maxLength) return collapsed;
   const ellipsis = "…";
+  const keep = maxLength - ellipsis.length;
+  // Chinese and English: every unit is a cluster, the one after the cut included, so the cut is a
+  // cluster boundary without segmenting (final messages are built for every reply).
+  if (isSingleUnitText(collapsed.slice(0, keep + 1))) return collapsed.slice(0, keep).trimEnd() + ellipsis;
   let end = 0;
   for (const { segment, index } of graphemeClusters(collapsed)) {
-    if (index + segment.length > maxLength - ellipsis.length) break;
+    if (index + segment.length > keep) break;
     end = index + segment.length;
   }
   return collapsed.slice(0, end).trimEnd() + ellipsis;

@@ -117,6 +117,11 @@ const TAIL_WINDOW = 64;
  */
 const SINGLE_UNIT_CLUSTERS = /^[\t\n\x20-\x7e\u3000-\u3029\u3030-\u303f\u4e00-\u9fff\uff01-\uff5e]*$/;
 
+/** Whether every code unit of `text` is a grapheme cluster of its own (see SINGLE_UNIT_CLUSTERS). */
+export function isSingleUnitText(text: string): boolean {
+  return SINGLE_UNIT_CLUSTERS.test(text);
+}
+
 /** Cuts single-unit-cluster text by code units: each costs 1, or 2 for `"`, `\\`, LF and tab. */
 function cutSingleUnitText(text: string, budget: number): PrefixCut {
   let cost = 0;
