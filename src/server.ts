@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import { createOperatorConsole } from "./admin/index.ts";
-import { createBotGenerators, loadBots } from "./bots/index.ts";
+import { loadBots } from "./bots/index.ts";
 import { createIntake } from "./callback/intake.ts";
 import { callbackRoute } from "./callback/route.ts";
 import { createMessageRouter } from "./callback/router.ts";
@@ -18,10 +18,8 @@ import { interceptRoute } from "./intercept/route.ts";
 import { enforceLimit, optionalPerMinuteLimit } from "./limits/http.ts";
 import { createRetentionJob } from "./maintenance/retention.ts";
 import { createMetrics, metricsRoute } from "./metrics/index.ts";
-import { createModerator } from "./moderation/index.ts";
 import { createUserMessageModeration } from "./moderation/user-messages.ts";
 import { ensureBotAccounts } from "./nim/bot-accounts.ts";
-import { createNimClient } from "./nim/client.ts";
 import { createPoolSender } from "./nim/pool-sender.ts";
 import type { NimClient } from "./nim/types.ts";
 import { InProcessQueue } from "./queue/in-process.ts";
@@ -37,6 +35,7 @@ import { combineObservers, type ReplyObserver } from "./reply/observer.ts";
 import { createLocalTurnControl, createRedisTurnControl, type TurnControl } from "./reply/turn-control.ts";
 import type { ReplyWorker } from "./reply/worker.ts";
 import { loadGeneratorModule } from "./runtime/generator-module.ts";
+import { botGenerators, moderatorFromConfig, nimClientFromConfig } from "./runtime/parts.ts";
 import { createReplySide } from "./runtime/reply-side.ts";
 import { ReplyThread, replyThreadWanted } from "./runtime/reply-thread.ts";
 import { createCallbackGuard } from "./security/callback-guard.ts";
@@ -96,15 +95,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   const nimHttp = createPoolSender({ connections: config.nim.httpConnections });
   const nim =
     overrides.nim ??
-    createNimClient({
-      appKey,
-      appSecret,
-      apiBase: config.nim.apiBase,
-      timeoutMs: config.nim.requestTimeoutMs,
-      retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
-      ...(overrides.fetch ? { fetch: overrides.fetch } : { http: nimHttp }),
-      logger,
-    });
+    nimClientFromConfig(config, overrides.fetch ? { fetch: overrides.fetch } : { http: nimHttp }, logger);
   // With REDIS_URL every instance shares de-duplication, limits, turn control and the job queue.
   // ioredis and BullMQ (about 25 MB resident) are imported only then.
   const bullMq = config.redisUrl ? await import("./queue/bullmq.ts") : undefined;
@@ -172,13 +163,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
   });
   // ---- end of operator console ----
   const observer = combineObservers(metrics.replyObserver(), operatorConsole.observer, overrides.observer);
-  const moderator = createModerator({
-    keywordFile: config.moderation.keywordFile,
-    httpUrl: config.moderation.httpUrl,
-    httpTimeoutMs: config.moderation.httpTimeoutMs,
-    failOpen: config.moderation.failOpen,
-    logger,
-  });
+  const moderator = moderatorFromConfig(config, logger);
   // MODERATE_USER_MESSAGES (issue 16): user↔user messages from the copy, checked in the background.
   const userModeration =
     config.userModeration.enabled && moderator
@@ -206,9 +191,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       ? createReplySide({
           config,
           registry,
-          generators: generatorOverride
-            ? new Map(registry.all.map((bot) => [bot.accid, generatorOverride]))
-            : createBotGenerators(registry),
+          generators: botGenerators(registry, generatorOverride),
           logger,
           clock,
           repositories,

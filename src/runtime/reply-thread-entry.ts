@@ -7,16 +7,15 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { createOperatorConsole } from "../admin/index.ts";
-import { createBotGenerators, loadBots } from "../bots/index.ts";
+import { loadBots } from "../bots/index.ts";
 import { createLogger } from "../http/logger.ts";
-import { createModerator } from "../moderation/index.ts";
-import { createNimClient } from "../nim/client.ts";
 import { createPoolSender } from "../nim/pool-sender.ts";
 import { InProcessQueue } from "../queue/in-process.ts";
 import { systemClock } from "../reply/clock.ts";
 import { openDatabase } from "../storage/database.ts";
 import { createRepositories } from "../storage/repositories.ts";
 import { loadGeneratorModule } from "./generator-module.ts";
+import { botGenerators, moderatorFromConfig, nimClientFromConfig } from "./parts.ts";
 import { createReplySide } from "./reply-side.ts";
 import { createRelayObserver } from "./reply-thread-entry-observer.ts";
 import type { FromReplyThread, ReplyThreadData, ToReplyThread } from "./reply-thread-messages.ts";
@@ -26,8 +25,6 @@ async function main(): Promise<void> {
   if (!port) throw new Error("reply-thread-entry must run in a worker thread");
   const send = (message: FromReplyThread) => port.postMessage(message);
   const { config, generatorModule } = workerData as ReplyThreadData;
-  const { appKey, appSecret } = config.nim;
-  if (!appKey || !appSecret) throw new Error("NIM_APP_KEY and NIM_APP_SECRET are required");
   const registry = loadBots(config);
   const logger = createLogger({ level: config.logLevel }).child({ thread: "reply" });
   const clock = systemClock;
@@ -38,26 +35,9 @@ async function main(): Promise<void> {
   const repositories = createRepositories(database);
   // The thread's own keep-alive pool to NIM, bounded like the process's (NIM_HTTP_CONNECTIONS).
   const nimHttp = createPoolSender({ connections: config.nim.httpConnections });
-  const nim = createNimClient({
-    appKey,
-    appSecret,
-    apiBase: config.nim.apiBase,
-    timeoutMs: config.nim.requestTimeoutMs,
-    retry: { maxAttempts: config.nim.retryMaxAttempts, deadlineMs: config.nim.retryDeadlineMs },
-    http: nimHttp,
-    logger,
-  });
-  const generatorOverride = await loadGeneratorModule(generatorModule);
-  const generators = generatorOverride
-    ? new Map(registry.all.map((bot) => [bot.accid, generatorOverride]))
-    : createBotGenerators(registry);
-  const moderator = createModerator({
-    keywordFile: config.moderation.keywordFile,
-    httpUrl: config.moderation.httpUrl,
-    httpTimeoutMs: config.moderation.httpTimeoutMs,
-    failOpen: config.moderation.failOpen,
-    logger,
-  });
+  const nim = nimClientFromConfig(config, { http: nimHttp }, logger);
+  const generators = botGenerators(registry, await loadGeneratorModule(generatorModule));
+  const moderator = moderatorFromConfig(config, logger);
   // Usage, budgets and pauses only: the console's pages and live view are the process's.
   const operatorConsole = await createOperatorConsole({
     settings: { ...config.console, adminToken: undefined },
