@@ -53,11 +53,21 @@ export async function runGeneration(options: GenerationOptions): Promise<Generat
   };
   let idleTimer = clock.setTimeout(checkIdle, options.idleTimeoutMs);
   const totalTimer = clock.setTimeout(() => timeout("total timeout"), options.totalTimeoutMs);
-  const aborted = new Promise<never>((_, reject) => {
-    if (controller.signal.aborted) reject(controller.signal.reason);
-    controller.signal.addEventListener("abort", () => reject(controller.signal.reason), { once: true });
-  });
-  aborted.catch(() => {});
+  // A generator that ignores its signal must not hold the reply: each wait for the next piece
+  // also ends when the signal fires. One slot for the current wait, rather than a Promise.race
+  // against one long-lived promise, which would keep a reaction per piece until the reply ends
+  // (hundreds per reply, hundreds of thousands with 2,000 streams).
+  let abortCurrentStep: ((reason: unknown) => void) | undefined;
+  controller.signal.addEventListener("abort", () => abortCurrentStep?.(controller.signal.reason), { once: true });
+  const nextStep = (source: AsyncIterator<string>) =>
+    new Promise<IteratorResult<string>>((resolve, reject) => {
+      if (controller.signal.aborted) {
+        reject(controller.signal.reason);
+        return;
+      }
+      abortCurrentStep = reject;
+      source.next().then(resolve, reject);
+    });
   const outcomeAfterAbort = (error: unknown): GenerationOutcome => {
     const cancelled = cancelReasonOf(options.signal);
     if (cancelled) return { kind: "cancelled", reason: cancelled };
@@ -68,7 +78,8 @@ export async function runGeneration(options: GenerationOptions): Promise<Generat
   try {
     iterator = options.generator.generate(options.request, controller.signal)[Symbol.asyncIterator]();
     while (true) {
-      const step = await Promise.race([iterator.next(), aborted]);
+      const step = await nextStep(iterator);
+      abortCurrentStep = undefined;
       if (step.done) break;
       if (typeof step.value === "string" && step.value.length > 0) {
         lastPieceAt = clock.now();
