@@ -62,6 +62,9 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
         get inTransaction() {
           return sqlite.inTransaction;
         },
+        setBusyTimeout: (milliseconds) => {
+          sqlite.pragma(`busy_timeout = ${Math.floor(milliseconds)}`);
+        },
       },
       onStatement,
     );

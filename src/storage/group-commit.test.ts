@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StatementLog } from "../testing/statement-log.ts";
 import { type Database, openDatabase } from "./database.ts";
@@ -57,5 +61,37 @@ describe("SQLite group commit", () => {
     await database.close();
     expect(await pending).toBe(true);
     database = await openDatabase("sqlite::memory:");
+  });
+});
+
+describe("SQLite group commit beside another writer (the reply thread)", () => {
+  it("waits for the other connection's write lock without blocking its event loop", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "im-bridge-group-"));
+    const path = join(directory, "bridge.db");
+    const database = await openDatabase(`sqlite:${path}`);
+    const other = new BetterSqlite3(path);
+    try {
+      const repositories = createRepositories(database);
+      other.prepare("begin immediate").run();
+      const accepted = repositories.inbox.accept({
+        msgidServer: "while-locked",
+        fromAccid: "u_lock",
+        toAccid: "bot",
+        text: "hi",
+        msgTimestamp: 1,
+        now: 1,
+      });
+      // With SQLite's own busy handler the thread would sleep inside the flush until the lock
+      // came free, and these turns of the event loop could not run (nor could the other writer,
+      // in this test, ever commit).
+      for (let turn = 0; turn < 5; turn += 1) await new Promise((resolve) => setTimeout(resolve, 2));
+      other.prepare("commit").run();
+      expect(await accepted).toBe(true);
+      expect(await repositories.inbox.get("while-locked")).toBeDefined();
+    } finally {
+      other.close();
+      await database.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 });

@@ -25,6 +25,18 @@ export interface GroupExecutor {
 export interface GroupCommitConnection {
   prepare(sql: string): SqliteStatement;
   readonly inTransaction: boolean;
+  /** Sets SQLite's busy timeout (ms) of the connection. */
+  setBusyTimeout(milliseconds: number): void;
+}
+
+/** How long a group waits, in all, for another connection's write lock before it fails. */
+const LOCK_WAIT_MS = 5_000;
+/** Between two tries for the write lock: the event loop runs meanwhile. */
+const LOCK_RETRY_MS = 1;
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "SQLITE_BUSY" || code === "SQLITE_LOCKED";
 }
 
 interface Pending {
@@ -36,6 +48,8 @@ interface Pending {
 export class SqliteGroupCommit {
   private pending: Pending[] = [];
   private scheduled = false;
+  /** When the current group first found the write lock taken; undefined while it was not. */
+  private lockWaitSince: number | undefined;
   private readonly executor: GroupExecutor;
 
   constructor(
@@ -59,10 +73,36 @@ export class SqliteGroupCommit {
     });
   }
 
-  private schedule(): void {
+  private schedule(delayMs = 0): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    if (delayMs > 0) setTimeout(() => this.flush(), delayMs);
+    else setImmediate(() => this.flush());
+  }
+
+  /**
+   * Takes the write lock without waiting: SQLite's own busy handler would sleep the whole thread
+   * (1, 2, 5, 10 … ms at a time) while another connection writes, the reply thread's for the
+   * callback thread and back. A group that finds the lock taken tries again a millisecond later,
+   * and the event loop answers other requests meanwhile. False: try later.
+   */
+  private begin(): boolean {
+    this.connection.setBusyTimeout(0);
+    try {
+      this.statement("begin immediate");
+      this.lockWaitSince = undefined;
+      return true;
+    } catch (error) {
+      if (!isBusy(error)) throw error;
+      this.lockWaitSince ??= Date.now();
+      if (Date.now() - this.lockWaitSince >= LOCK_WAIT_MS) {
+        this.lockWaitSince = undefined;
+        throw error;
+      }
+      return false;
+    } finally {
+      this.connection.setBusyTimeout(LOCK_WAIT_MS);
+    }
   }
 
   private statement(sql: string): void {
@@ -70,25 +110,39 @@ export class SqliteGroupCommit {
     this.connection.prepare(sql).run([]);
   }
 
-  /** Commits what is pending now (before the connection closes); a no-op when nothing is. */
+  /** Commits what is pending now (before the connection closes), waiting for the lock if need be. */
   drain(): void {
-    this.flush();
+    this.flush(true);
   }
 
-  private flush(): void {
+  private flush(wait = false): void {
     this.scheduled = false;
     if (this.pending.length === 0) return;
     if (this.connection.inTransaction) {
       this.schedule();
       return;
     }
+    // IMMEDIATE takes the write lock before any statement, so none can fail half-way for want of it.
+    let locked: boolean;
+    try {
+      if (wait) {
+        this.statement("begin immediate");
+        locked = true;
+      } else locked = this.begin();
+    } catch (error) {
+      const group = this.pending;
+      this.pending = [];
+      for (const item of group) item.reject(error);
+      return;
+    }
+    if (!locked) {
+      this.schedule(LOCK_RETRY_MS);
+      return;
+    }
     const group = this.pending;
     this.pending = [];
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     try {
-      // IMMEDIATE takes the write lock now (waiting busy_timeout for another connection), so no
-      // statement of the group can fail half-way for want of it.
-      this.statement("begin immediate");
       for (const item of group) {
         this.statement("savepoint item");
         try {
