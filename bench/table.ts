@@ -62,9 +62,9 @@ function acks(level: ConcurrencyResult): string {
   const burst = `burst of ${count(level.burstAckMs.count)}: p99 ${duration(level.burstAckMs.p99)}, max ${duration(level.burstAckMs.max)}`;
   if (level.probes.ratePerSecond === 0) return `${burst} (no probes)`;
   return (
-    `p99 ${duration(level.ackMs.p99)}, max ${duration(level.ackMs.max)} over ${count(level.ackMs.count)} acks ` +
-    `(${burst}; ${count(level.probeAckMs.count)} probes at ${level.probes.ratePerSecond}/s while streaming: ` +
-    `p99 ${duration(level.probeAckMs.p99)}, max ${duration(level.probeAckMs.max)}${level.probes.failed ? `, ${level.probes.failed} not 200` : ""})`
+    `${count(level.probeAckMs.count)} callbacks posted at ${level.probes.ratePerSecond}/s while streaming: ` +
+    `p99 ${duration(level.probeAckMs.p99)}, max ${duration(level.probeAckMs.max)}${level.probes.failed ? `, ${level.probes.failed} not 200` : ""} ` +
+    `(the starting ${burst})`
   );
 }
 
@@ -74,11 +74,17 @@ function burstP99(burst: ConcurrencyResult, timeoutMs: number): string {
   return p99 === null ? `beyond the ${duration(timeoutMs)} wait` : duration(p99);
 }
 
+/**
+ * Goal 2 reads the callbacks posted while the replies stream (the probes): "intake never waits
+ * behind reply work". The burst that starts the streams is posted in parallel batches before they
+ * run, so its acks measure how a batch queues in intake (ingest, goal 3); its figures are printed
+ * beside, not judged here.
+ */
 function acksMeetGoal(level: ConcurrencyResult): boolean {
   return (
-    level.ackMs.p99 < GOALS.ackP99Ms &&
-    level.ackMs.max < GOALS.ackMaxMs &&
     level.probeAckMs.count > 0 &&
+    level.probeAckMs.p99 < GOALS.ackP99Ms &&
+    level.probeAckMs.max < GOALS.ackMaxMs &&
     level.probes.failed === 0
   );
 }
@@ -212,7 +218,7 @@ export function buildGoals(results: BenchResults): Row[] {
         metric,
         value:
           `fair share ${duration(fair.fairShareMs)}: longest gap max ${duration(fair.longestGapMs.max)}, p99 ${duration(fair.longestGapMs.p99)}, ` +
-          `${fair.streamsOverGapLimit ?? "?"} streams over${gapsOk ? "" : " ✗"}; acks p99 ${duration(fair.ackMs.p99)}, max ${duration(fair.ackMs.max)}${acksOk ? "" : " ✗"}; ` +
+          `${fair.streamsOverGapLimit ?? "?"} streams over${gapsOk ? "" : " ✗"}; acks while streaming p99 ${duration(fair.probeAckMs.p99)}, max ${duration(fair.probeAckMs.max)}${acksOk ? "" : " ✗"}; ` +
           `${fair.completed}/${fair.streams} done${done ? "" : " ✗"}; ${fair.duplicateMessages} repeats${repeatsOk ? "" : " ✗"}`,
         target,
         status: pass(gapsOk && acksOk && done && repeatsOk),
