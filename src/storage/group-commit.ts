@@ -41,6 +41,8 @@ function isBusy(error: unknown): boolean {
 
 interface Pending {
   work: (executor: GroupExecutor) => unknown;
+  /** One statement: SQLite undoes a failed statement by itself, so it needs no savepoint. */
+  singleStatement: boolean;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -65,10 +67,18 @@ export class SqliteGroupCommit {
     };
   }
 
-  /** Runs `work` in the next group transaction; resolves with its result once that committed. */
-  submit<T>(work: (executor: GroupExecutor) => T): Promise<T> {
+  /**
+   * Runs `work` in the next group transaction; resolves with its result once that committed. Work
+   * that runs exactly one statement may say so (`singleStatement`): it then costs no savepoint.
+   */
+  submit<T>(work: (executor: GroupExecutor) => T, options: { singleStatement?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({
+        work,
+        singleStatement: options.singleStatement === true,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
       this.schedule();
     });
   }
@@ -144,6 +154,14 @@ export class SqliteGroupCommit {
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     try {
       for (const item of group) {
+        if (item.singleStatement) {
+          try {
+            outcomes.push({ value: item.work(this.executor) });
+          } catch (error) {
+            outcomes.push({ error });
+          }
+          continue;
+        }
         this.statement("savepoint item");
         try {
           outcomes.push({ value: item.work(this.executor) });

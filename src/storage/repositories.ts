@@ -142,7 +142,9 @@ export class InboxRepository {
         const columns = Object.keys(row);
         const statement = `insert into inbox (${columns.join(", ")}) values (${columns.map(() => "?").join(", ")})`;
         const values = Object.values(row);
-        await this.database.groupCommit.submit((database) => database.run(statement, values));
+        await this.database.groupCommit.submit((database) => database.run(statement, values), {
+          singleStatement: true,
+        });
       } else {
         await this.database.kysely.insertInto("inbox").values(row).execute();
       }
