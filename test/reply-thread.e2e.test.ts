@@ -57,4 +57,15 @@ describe("reply thread", () => {
     expect(secondReply.finalText).toBe("echo: hello");
     expect(secondReply.status).toBe("ok");
   });
+
+  it("starts the reply thread again when it dies, and the new thread finishes the reply", async () => {
+    const user = await stack.register("thread-user-3");
+    const msgidServer = await stack.send(user, "die");
+    const reply = await stack.waitForReply(msgidServer, 30_000);
+    expect(existsSync(`${started}.died`)).toBe(true);
+    expect(reply.finalText).toBe("echo: die");
+    expect(reply.status).toBe("ok");
+    // The thread died before anything of this reply was sent: exactly one done, no seq twice.
+    expect(reply.finals.filter((body) => body.done)).toHaveLength(1);
+  });
 });

@@ -6,6 +6,10 @@
  * (test/reply-thread.e2e.test.ts). Any message whose text is not "block" is answered at once.
  * So that a broken build fails instead of hanging, it gives up after 20 s and says so in
  * `${BLOCKING_GENERATOR_STARTED}.gave-up`.
+ *
+ * "die" ends the whole reply thread (process.exit in a worker ends only that thread) the first
+ * time it is asked, leaving `${BLOCKING_GENERATOR_STARTED}.died`; asked again (by the thread
+ * started in its place, resuming the reply) it answers.
  */
 import { existsSync, writeFileSync } from "node:fs";
 import type { GenerationRequest, ReplyGenerator } from "../generators/types.ts";
@@ -17,6 +21,10 @@ export default function blockingGenerator(env: NodeJS.ProcessEnv): ReplyGenerato
   return {
     name: "blocking-test",
     async *generate(request: GenerationRequest): AsyncIterable<string> {
+      if (request.message === "die" && !existsSync(`${started}.died`)) {
+        writeFileSync(`${started}.died`, "");
+        process.exit(3);
+      }
       yield `echo: ${request.message}`;
       if (request.message !== "block") return;
       writeFileSync(started, "");
