@@ -192,6 +192,15 @@ export interface ConcurrencyResult {
  * Streams `options.streams` replies through the processes `start` brings up and measures them from
  * outside (what NIM receives, /proc) and inside (the main process's IPC statistics).
  */
+/** Messages per second that arrived between two instants; NaN for an empty interval. */
+function rateBetween(arrivals: number[], from: number, to: number): number {
+  if (!(to > from)) return Number.NaN;
+  return round(arrivals.filter((at) => at >= from && at <= to).length / ((to - from) / 1000), 0);
+}
+
+/** The warm-up reply of every stream run: each bridge's REPLY_CONCURRENCY leaves room for it. */
+const WARMUP_REPLIES = 1;
+
 export async function streamRun(options: StreamRunOptions, start: StartTopology): Promise<ConcurrencyResult> {
   const log = options.log ?? (() => {});
   const label = options.label ?? `${options.streams} streams`;
@@ -225,7 +234,7 @@ export async function streamRun(options: StreamRunOptions, start: StartTopology)
   let lastDoneAt = 0;
   let firstMainDoneAt = 0;
   let allStartedAt = 0;
-  // One reply before the measured ones: the reply thread starts with the first job (its start,
+  // One reply (WARMUP_REPLIES) before the measured ones: the reply thread starts with the first job (its start,
   // under tsx a transpile of the reply side, is not what a running service pays per reply).
   const warmupUser = "u_stream_warmup";
   addAccounts(emulator, [warmupUser]);
@@ -422,8 +431,11 @@ export async function streamRun(options: StreamRunOptions, start: StartTopology)
       nimMessages: messages,
       duplicateMessages: duplicates,
       nimMessagesPerSecond: round(messages / Math.max(0.001, wallSeconds), 0),
+      // Without a steady window (a stream started after the first finished), the rate after the ramp.
       steadyMessagesPerSecond:
-        steadyTo > steadyFrom ? round(steadyCount / ((steadyTo - steadyFrom) / 1000), 0) : Number.NaN,
+        steadyTo > steadyFrom
+          ? round(steadyCount / ((steadyTo - steadyFrom) / 1000), 0)
+          : rateBetween(arrivals, burstAckedAt + (options.settleMs ?? 2000), endedAt),
       allStartedAfterMs: allStartedAt ? round(allStartedAt - burstAckedAt, 0) : null,
       meanSegmentBodyCharacters: round(segmentBodyCharacters / Math.max(1, segmentBodies), 0),
       postSeconds: round(postSeconds),
@@ -519,7 +531,7 @@ export async function concurrencyScenario(options: ConcurrencyOptions): Promise<
   return streamRun(
     { ...options, probeRatePerSecond: options.probeRatePerSecond ?? 10, label: `${options.streams} streams` },
     allInOne({
-      extraEnv: { REPLY_CONCURRENCY: String(Math.max(50, options.streams)), ...options.extraEnv },
+      extraEnv: { REPLY_CONCURRENCY: String(Math.max(50, options.streams + WARMUP_REPLIES)), ...options.extraEnv },
       profileDirectory: options.profileDirectory,
       profileName,
     }),
@@ -591,7 +603,7 @@ export async function fairPacingScenario(options: FairPacingOptions): Promise<Fa
     allInOne({
       extraEnv: {
         NIM_SEND_RATE_PER_SECOND: String(options.ratePerSecond),
-        REPLY_CONCURRENCY: String(Math.max(50, options.streams)),
+        REPLY_CONCURRENCY: String(Math.max(50, options.streams + WARMUP_REPLIES)),
       },
     }),
   );
@@ -656,7 +668,7 @@ export async function cpuPerMessageScenario(options: CpuPerMessageOptions): Prom
       log,
     },
     allInOne({
-      extraEnv: { REPLY_CONCURRENCY: String(Math.max(50, options.streams)) },
+      extraEnv: { REPLY_CONCURRENCY: String(Math.max(50, options.streams + WARMUP_REPLIES)) },
       profileDirectory: options.profileDirectory,
       profileName: `cpu-${options.streams}.cpuprofile`,
     }),
@@ -778,7 +790,7 @@ function splitRoles(input: { postgresUrl: string; redisUrl: string; workers: num
         extra: {
           REDIS_URL: input.redisUrl,
           REDIS_KEY_PREFIX: prefix,
-          REPLY_CONCURRENCY: String(Math.ceil(input.streams / input.workers)),
+          REPLY_CONCURRENCY: String(Math.ceil(input.streams / input.workers) + WARMUP_REPLIES),
         },
       });
     // The http process first: it migrates the schema before the workers open it.
