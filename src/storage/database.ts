@@ -8,7 +8,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { Kysely, type LogEvent, PostgresDialect } from "kysely";
+import { type Compilable, Kysely, type LogEvent, PostgresDialect } from "kysely";
 import { FairSqliteDialect } from "./fair-sqlite-dialect.ts";
 import { SqliteGroupCommit } from "./group-commit.ts";
 import { type Dialect, migrateToLatest } from "./migrations.ts";
@@ -98,6 +98,20 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     return { kysely, dialect: "postgres", close: () => kysely.destroy() };
   }
   throw new Error("DATABASE_URL must be sqlite:PATH or postgres://…");
+}
+
+/**
+ * Runs one write statement built with Kysely (an insert, an update) that needs no rows back. On
+ * SQLite it joins the group commit of this event-loop turn (one transaction for all of them)
+ * instead of committing on its own; the promise still settles only once it is durable.
+ */
+export async function runWrite(database: Database, query: Compilable & { execute(): Promise<unknown> }): Promise<void> {
+  if (!database.groupCommit) {
+    await query.execute();
+    return;
+  }
+  const { sql, parameters } = query.compile();
+  await database.groupCommit.submit((executor) => executor.run(sql, parameters), { singleStatement: true });
 }
 
 /** SQLite and PostgreSQL report a unique-key clash differently. */

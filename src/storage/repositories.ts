@@ -4,7 +4,7 @@
  */
 import { type ExpressionBuilder, type Insertable, type Kysely, type Selectable, sql } from "kysely";
 import type { Database } from "./database.ts";
-import { isUniqueViolation } from "./database.ts";
+import { isUniqueViolation, runWrite } from "./database.ts";
 import type { AccountTable, DatabaseSchema, InboxTable, OutboxTable, ReplyTable } from "./schema.ts";
 
 export type Account = AccountTable;
@@ -256,11 +256,13 @@ export class InboxRepository {
   }
 
   async finish(msgidServer: string, status: "done" | "failed", now: number, error: string | null = null) {
-    await this.database.kysely
-      .updateTable("inbox")
-      .set({ status, lease_owner: null, lease_until: null, error, updated_at: now })
-      .where("msgid_server", "=", msgidServer)
-      .execute();
+    await runWrite(
+      this.database,
+      this.database.kysely
+        .updateTable("inbox")
+        .set({ status, lease_owner: null, lease_until: null, error, updated_at: now })
+        .where("msgid_server", "=", msgidServer),
+    );
   }
 
   /**
@@ -691,17 +693,17 @@ export class ConversationRepository {
     turn: { conversationId: string; userAccid: string; role: "user" | "assistant"; content: string; replyTo: string },
     now: number,
   ) {
-    await this.database.kysely
-      .insertInto("messages")
-      .values({
+    await runWrite(
+      this.database,
+      this.database.kysely.insertInto("messages").values({
         conversation_id: turn.conversationId,
         user_accid: turn.userAccid,
         role: turn.role,
         content: turn.content,
         reply_to: turn.replyTo,
         created_at: now,
-      })
-      .execute();
+      }),
+    );
   }
 
   /** True when this turn was already recorded (a resumed reply must not record it twice). */
@@ -765,10 +767,12 @@ export class AuditRepository {
   constructor(private readonly database: Database) {}
 
   async record(event: string, subject: string | null, detail: Record<string, unknown> | null, now = Date.now()) {
-    await this.database.kysely
-      .insertInto("audit_events")
-      .values({ at: now, event, subject, detail: detail ? JSON.stringify(detail) : null })
-      .execute();
+    await runWrite(
+      this.database,
+      this.database.kysely
+        .insertInto("audit_events")
+        .values({ at: now, event, subject, detail: detail ? JSON.stringify(detail) : null }),
+    );
   }
 
   /** Deletes audit rows older than `cutoff` (epoch ms); returns how many. */

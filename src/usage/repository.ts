@@ -5,7 +5,7 @@
  * @module
  */
 import { sql } from "kysely";
-import type { Database } from "../storage/database.ts";
+import { type Database, runWrite } from "../storage/database.ts";
 import type { ReplyUsage } from "./types.ts";
 
 export interface DailyUsage {
@@ -45,31 +45,33 @@ export class UsageRepository {
    */
   async record(usage: ReplyUsage, day: string): Promise<void> {
     const total = usage.promptTokens + usage.completionTokens;
-    await this.database.kysely
-      .insertInto("reply_usage")
-      .values({
-        reply_to: usage.replyTo,
-        conversation_id: usage.conversationId,
-        bot_accid: usage.botAccid,
-        user_accid: usage.userAccid,
-        day,
-        prompt_tokens: usage.promptTokens,
-        completion_tokens: usage.completionTokens,
-        total_tokens: total,
-        estimated: usage.estimated ? 1 : 0,
-        created_at: usage.at,
-        updated_at: usage.at,
-      })
-      .onConflict((conflict) =>
-        conflict.column("reply_to").doUpdateSet({
-          prompt_tokens: sql`reply_usage.prompt_tokens + ${usage.promptTokens}`,
-          completion_tokens: sql`reply_usage.completion_tokens + ${usage.completionTokens}`,
-          total_tokens: sql`reply_usage.total_tokens + ${total}`,
-          estimated: usage.estimated ? 1 : sql`reply_usage.estimated`,
+    await runWrite(
+      this.database,
+      this.database.kysely
+        .insertInto("reply_usage")
+        .values({
+          reply_to: usage.replyTo,
+          conversation_id: usage.conversationId,
+          bot_accid: usage.botAccid,
+          user_accid: usage.userAccid,
+          day,
+          prompt_tokens: usage.promptTokens,
+          completion_tokens: usage.completionTokens,
+          total_tokens: total,
+          estimated: usage.estimated ? 1 : 0,
+          created_at: usage.at,
           updated_at: usage.at,
-        }),
-      )
-      .execute();
+        })
+        .onConflict((conflict) =>
+          conflict.column("reply_to").doUpdateSet({
+            prompt_tokens: sql`reply_usage.prompt_tokens + ${usage.promptTokens}`,
+            completion_tokens: sql`reply_usage.completion_tokens + ${usage.completionTokens}`,
+            total_tokens: sql`reply_usage.total_tokens + ${total}`,
+            estimated: usage.estimated ? 1 : sql`reply_usage.estimated`,
+            updated_at: usage.at,
+          }),
+        ),
+    );
   }
 
   /** Tokens spent on `day` by a user or by a bot. */
