@@ -216,7 +216,8 @@ for (const backend of backends) {
         await writer.writeSegment("two");
         log.clear();
         await writer.settle();
-        expect(log.statements).toHaveLength(1);
+        expect(log.data).toHaveLength(1);
+        expect(log.commits).toBe(1);
         expect(await outboxStates()).toEqual([
           [0, "sent"],
           [1, "sent"],

@@ -101,17 +101,31 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
 }
 
 /**
- * Runs one write statement built with Kysely (an insert, an update) that needs no rows back. On
- * SQLite it joins the group commit of this event-loop turn (one transaction for all of them)
- * instead of committing on its own; the promise still settles only once it is durable.
+ * Runs one write statement built with Kysely (an insert, an update) that needs no rows back, and
+ * says how many rows it changed. On SQLite it joins the group commit of this event-loop turn (one
+ * transaction for all of them) instead of committing on its own; the promise still settles only
+ * once it is durable.
  */
-export async function runWrite(database: Database, query: Compilable & { execute(): Promise<unknown> }): Promise<void> {
-  if (!database.groupCommit) {
-    await query.execute();
-    return;
-  }
+export async function runWrite(
+  database: Database,
+  query: Compilable & { executeTakeFirst(): Promise<unknown> },
+): Promise<number> {
+  if (!database.groupCommit) return changedRows(await query.executeTakeFirst());
   const { sql, parameters } = query.compile();
-  await database.groupCommit.submit((executor) => executor.run(sql, parameters), { singleStatement: true });
+  const { changes } = await database.groupCommit.submit((executor) => executor.run(sql, parameters), {
+    singleStatement: true,
+  });
+  return changes;
+}
+
+/** Rows an insert, update or delete changed, from Kysely's result of either kind. */
+function changedRows(result: unknown): number {
+  const record = (result ?? {}) as {
+    numInsertedOrUpdatedRows?: bigint;
+    numUpdatedRows?: bigint;
+    numDeletedRows?: bigint;
+  };
+  return Number(record.numInsertedOrUpdatedRows ?? record.numUpdatedRows ?? record.numDeletedRows ?? 0);
 }
 
 /** SQLite and PostgreSQL report a unique-key clash differently. */

@@ -288,7 +288,8 @@ for (const backend of backends) {
       // Marks still owed when the reply ends go out in one statement; a state write carries them too.
       log.clear();
       await repositories.replies.markSent(reply.stream_id, [{ seq: 2, nimMsgid: "8" }], 4);
-      expect(log.statements).toHaveLength(1);
+      expect(log.data).toHaveLength(1);
+      expect(log.commits).toBe(1);
       expect((await states()).at(-1)).toEqual([2, "sent", "8"]);
       expect(await repositories.replies.commitOutbox(target, [row(3, "d"), row(4, "e")], 5)).toBe(true);
       log.clear();

@@ -205,40 +205,42 @@ export class InboxRepository {
    */
   async claim(msgidServer: string, owner: string, leaseMs: number): Promise<InboxMessage | undefined> {
     const now = databaseNow(this.database);
-    const result = await this.database.kysely
-      .updateTable("inbox as candidate")
-      .set({
-        status: "processing",
-        lease_owner: owner,
-        lease_until: sql`${now} + ${leaseMs}`,
-        attempts: sql`attempts + 1`,
-        updated_at: now,
-      })
-      .where("candidate.msgid_server", "=", msgidServer)
-      .where("candidate.status", "in", ["accepted", "processing"])
-      .where((expression) =>
-        expression.or([
-          expression("candidate.lease_owner", "is", null),
-          expression("candidate.lease_until", "<", now),
-          expression("candidate.lease_owner", "=", owner),
-        ]),
-      )
-      .where(({ not, exists, selectFrom }) => not(exists(earlierUnfinished(selectFrom))))
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom("inbox as other")
-              .select("other.msgid_server")
-              .whereRef("other.conversation_id", "=", "candidate.conversation_id")
-              .whereRef("other.msgid_server", "!=", "candidate.msgid_server")
-              .where("other.status", "=", "processing")
-              .where("other.lease_owner", "is not", null)
-              .where("other.lease_until", ">=", now),
+    const claimed = await runWrite(
+      this.database,
+      this.database.kysely
+        .updateTable("inbox as candidate")
+        .set({
+          status: "processing",
+          lease_owner: owner,
+          lease_until: sql`${now} + ${leaseMs}`,
+          attempts: sql`attempts + 1`,
+          updated_at: now,
+        })
+        .where("candidate.msgid_server", "=", msgidServer)
+        .where("candidate.status", "in", ["accepted", "processing"])
+        .where((expression) =>
+          expression.or([
+            expression("candidate.lease_owner", "is", null),
+            expression("candidate.lease_until", "<", now),
+            expression("candidate.lease_owner", "=", owner),
+          ]),
+        )
+        .where(({ not, exists, selectFrom }) => not(exists(earlierUnfinished(selectFrom))))
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom("inbox as other")
+                .select("other.msgid_server")
+                .whereRef("other.conversation_id", "=", "candidate.conversation_id")
+                .whereRef("other.msgid_server", "!=", "candidate.msgid_server")
+                .where("other.status", "=", "processing")
+                .where("other.lease_owner", "is not", null)
+                .where("other.lease_until", ">=", now),
+            ),
           ),
         ),
-      )
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) return undefined;
+    );
+    if (claimed !== 1) return undefined;
     return this.get(msgidServer);
   }
 
@@ -449,30 +451,34 @@ export class ReplyRepository {
     input: { replyTo: string; streamId: string; userAccid: string; conversationId: string; plan: string },
     now: number,
   ): Promise<Reply> {
-    await this.database.kysely
-      .insertInto("replies")
-      .values({
-        reply_to: input.replyTo,
-        stream_id: input.streamId,
-        user_accid: input.userAccid,
-        conversation_id: input.conversationId,
-        plan: input.plan,
-        transport_state: null,
-        state: "streaming",
-        final_status: null,
-        text: "",
-        next_seq: 0,
-        created_at: now,
-        updated_at: now,
-      })
-      .onConflict((conflict) => conflict.column("reply_to").doNothing())
-      .execute();
-    await this.database.kysely
-      .updateTable("replies")
-      .set({ plan: input.plan })
-      .where("reply_to", "=", input.replyTo)
-      .where("plan", "is", null)
-      .execute();
+    await runWrite(
+      this.database,
+      this.database.kysely
+        .insertInto("replies")
+        .values({
+          reply_to: input.replyTo,
+          stream_id: input.streamId,
+          user_accid: input.userAccid,
+          conversation_id: input.conversationId,
+          plan: input.plan,
+          transport_state: null,
+          state: "streaming",
+          final_status: null,
+          text: "",
+          next_seq: 0,
+          created_at: now,
+          updated_at: now,
+        })
+        .onConflict((conflict) => conflict.column("reply_to").doNothing()),
+    );
+    await runWrite(
+      this.database,
+      this.database.kysely
+        .updateTable("replies")
+        .set({ plan: input.plan })
+        .where("reply_to", "=", input.replyTo)
+        .where("plan", "is", null),
+    );
     const reply = await this.get(input.replyTo);
     if (!reply) throw new Error(`reply ${input.replyTo} vanished after insert`);
     return reply;
@@ -664,7 +670,7 @@ export class ReplyRepository {
   /** Marks delivered messages sent, with NIM's ids, in one statement. */
   async markSent(streamId: string, marks: SentMark[], now: number) {
     if (marks.length === 0) return;
-    await markSentQuery(this.database.kysely, streamId, marks, now).execute();
+    await runWrite(this.database, markSentQuery(this.database.kysely, streamId, marks, now));
   }
 
   async markFailed(streamId: string, seq: number, now: number) {
