@@ -112,7 +112,7 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
     ? new ReplyThread({
         data: { config, generatorModule: overrides.generatorModule },
         // The thread's observer calls land on this process's observer (metrics, console, tests).
-        observer: relayTarget(() => observer),
+        observer: () => observer,
         logger,
         hasWork: async () => (await repositories.inbox.unfinished(1)).length > 0,
       })
@@ -362,19 +362,6 @@ export async function createBridge(config: Config, overrides: BridgeOverrides = 
       await redis?.quit().catch(() => redis.disconnect());
       await database.close();
     },
-  };
-}
-
-/** An observer that calls whatever `current()` is when called (it is built after the thread). */
-function relayTarget(current: () => ReplyObserver): ReplyObserver {
-  return {
-    started: (...args) => current().started?.(...args),
-    firstToken: (...args) => current().firstToken?.(...args),
-    firstSegment: (...args) => current().firstSegment?.(...args),
-    sent: (...args) => current().sent?.(...args),
-    generatorError: (...args) => current().generatorError?.(...args),
-    finished: (...args) => current().finished?.(...args),
-    delta: (...args) => current().delta?.(...args),
   };
 }
 

@@ -30,21 +30,35 @@ export interface ReplyObserver {
   delta?(replyTo: string, conversationId: string, text: string): void;
 }
 
+/** Every hook of {@link ReplyObserver}: what a combined or relayed observer passes on. */
+export const OBSERVER_METHODS = [
+  "started",
+  "firstToken",
+  "firstSegment",
+  "sent",
+  "generatorError",
+  "finished",
+  "delta",
+] as const satisfies ReadonlyArray<keyof ReplyObserver>;
+
+/** An observer whose every hook calls `forward(name, args)`. */
+export function forwardingObserver(
+  forward: (name: keyof ReplyObserver, args: unknown[]) => void,
+): Required<ReplyObserver> {
+  const observer: Record<string, (...args: unknown[]) => void> = {};
+  for (const name of OBSERVER_METHODS) observer[name] = (...args) => forward(name, args);
+  return observer as unknown as Required<ReplyObserver>;
+}
+
+/** Calls hook `name` of `observer` with `args`, if it has that hook. */
+export function callObserver(observer: ReplyObserver, name: keyof ReplyObserver, args: unknown[]): void {
+  (observer[name] as ((...values: unknown[]) => void) | undefined)?.apply(observer, args);
+}
+
 /** One observer that calls each of `observers` in turn (metrics, tests). */
 export function combineObservers(...observers: Array<ReplyObserver | undefined>): ReplyObserver {
   const present = observers.filter((observer): observer is ReplyObserver => observer !== undefined);
-  const call =
-    <K extends keyof ReplyObserver>(name: K) =>
-    (...args: Parameters<NonNullable<ReplyObserver[K]>>) => {
-      for (const observer of present) (observer[name] as ((...values: unknown[]) => void) | undefined)?.(...args);
-    };
-  return {
-    started: call("started"),
-    firstToken: call("firstToken"),
-    firstSegment: call("firstSegment"),
-    sent: call("sent"),
-    generatorError: call("generatorError"),
-    finished: call("finished"),
-    delta: call("delta"),
-  };
+  return forwardingObserver((name, args) => {
+    for (const observer of present) callObserver(observer, name, args);
+  });
 }

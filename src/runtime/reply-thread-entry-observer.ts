@@ -3,18 +3,8 @@
  *
  * @module
  */
-import type { ReplyObserver } from "../reply/observer.ts";
-import type { ObservedCall, ObserverMethod } from "./reply-thread-messages.ts";
-
-const OBSERVER_METHODS: ObserverMethod[] = [
-  "started",
-  "firstToken",
-  "firstSegment",
-  "sent",
-  "generatorError",
-  "finished",
-  "delta",
-];
+import { forwardingObserver, type ReplyObserver } from "../reply/observer.ts";
+import type { ObservedCall } from "./reply-thread-messages.ts";
 
 /**
  * An observer whose calls go to the process in batches: one message per turn of this thread's
@@ -30,15 +20,12 @@ export function createRelayObserver(send: (calls: ObservedCall[]) => void): Repl
     pending = [];
     send(calls);
   };
-  const observer: Record<string, unknown> = { flush };
-  for (const method of OBSERVER_METHODS) {
-    observer[method] = (...args: unknown[]) => {
-      pending.push({ method, args });
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
-    };
-  }
-  return observer as unknown as ReplyObserver & { flush(): void };
+  const observer = forwardingObserver((method, args) => {
+    pending.push({ method, args });
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  });
+  return Object.assign(observer, { flush });
 }

@@ -17,14 +17,14 @@ import { Worker } from "node:worker_threads";
 import type { Config } from "../config/index.ts";
 import type { Logger } from "../http/logger.ts";
 import type { ReplyJob, ReplyJobHandler, ReplyQueue } from "../queue/types.ts";
-import type { ReplyObserver } from "../reply/observer.ts";
+import { callObserver, type ReplyObserver } from "../reply/observer.ts";
 import type { TurnControl } from "../reply/turn-control.ts";
 import type { FromReplyThread, ReplyThreadData, ToReplyThread } from "./reply-thread-messages.ts";
 
 export interface ReplyThreadOptions {
   data: ReplyThreadData;
-  /** Gets every observer call the thread makes. */
-  observer: ReplyObserver;
+  /** Gets every observer call the thread makes (asked at each call: the caller builds it later). */
+  observer: () => ReplyObserver;
   logger: Pick<Logger, "error" | "warn" | "info">;
   /** How long to wait before starting a thread that died again. */
   restartDelayMs?: number;
@@ -198,9 +198,8 @@ export class ReplyThread {
         return;
       case "observed":
         for (const call of message.calls) {
-          const method = this.options.observer[call.method] as ((...args: unknown[]) => void) | undefined;
           try {
-            method?.apply(this.options.observer, call.args);
+            callObserver(this.options.observer(), call.method, call.args);
           } catch (error) {
             this.options.logger.warn({ err: error, method: call.method }, "reply observer failed");
           }
