@@ -14,6 +14,7 @@
  * await sender.close(); // after the last call
  */
 import { Pool } from "undici";
+import { FifoSemaphore } from "../concurrency/fifo-semaphore.ts";
 import type { NimHttpAnswer, NimHttpRequest, NimHttpSender } from "./http.ts";
 
 /** NIM_HTTP_CONNECTIONS' default: sockets per NIM origin. */
@@ -29,15 +30,15 @@ export function createPoolSender(options: PoolSenderOptions = {}): NimHttpSender
   if (!Number.isInteger(connections) || connections < 1) {
     throw new TypeError("createPoolSender: connections must be a positive integer");
   }
-  const origins = new Map<string, { pool: Pool; slots: Slots }>();
+  const origins = new Map<string, { pool: Pool; slots: FifoSemaphore }>();
   let closed = false;
 
-  function originFor(origin: string): { pool: Pool; slots: Slots } {
+  function originFor(origin: string): { pool: Pool; slots: FifoSemaphore } {
     let entry = origins.get(origin);
     if (!entry) {
       // undici's keep-alive defaults stand: an idle socket is dropped after 4 s, or 1 s before the
       // server's own Keep-Alive timeout, so a request rarely lands on a socket the server is closing.
-      entry = { pool: new Pool(origin, { connections, pipelining: 1 }), slots: new Slots(connections) };
+      entry = { pool: new Pool(origin, { connections, pipelining: 1 }), slots: new FifoSemaphore(connections) };
       origins.set(origin, entry);
     }
     return entry;
@@ -76,45 +77,4 @@ export function createPoolSender(options: PoolSenderOptions = {}): NimHttpSender
       await Promise.all(open.map((entry) => entry.pool.close()));
     },
   };
-}
-
-/** At most `limit` requests in flight; the others wait in arrival order (abortable). */
-class Slots {
-  private active = 0;
-  private readonly waiting: Array<{ grant: () => void }> = [];
-
-  constructor(private readonly limit: number) {}
-
-  tryAcquire(): boolean {
-    if (this.active >= this.limit) return false;
-    this.active += 1;
-    return true;
-  }
-
-  acquire(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(signal.reason);
-    if (this.tryAcquire()) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const waiter = {
-        grant: () => {
-          signal.removeEventListener("abort", onAbort);
-          resolve();
-        },
-      };
-      const onAbort = () => {
-        const index = this.waiting.indexOf(waiter);
-        if (index >= 0) this.waiting.splice(index, 1);
-        reject(signal.reason);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.waiting.push(waiter);
-    });
-  }
-
-  release(): void {
-    const next = this.waiting.shift();
-    // The slot passes straight to the next waiter.
-    if (next) next.grant();
-    else this.active -= 1;
-  }
 }

@@ -18,44 +18,10 @@ import {
   SqliteDialect,
   type TransactionSettings,
 } from "kysely";
-
-/** A mutex whose waiters queue in order; a release wakes exactly the next one. */
-export class FifoMutex {
-  private held = false;
-  private readonly waiters: Array<() => void> = [];
-  private head = 0;
-
-  lock(): Promise<void> {
-    if (!this.held) {
-      this.held = true;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-
-  unlock(): void {
-    if (this.head < this.waiters.length) {
-      const next = this.waiters[this.head] as () => void;
-      this.head += 1;
-      // Drop the served part of the array now and then, so it does not grow without bound.
-      if (this.head > 1024 && this.head * 2 > this.waiters.length) {
-        this.waiters.splice(0, this.head);
-        this.head = 0;
-      }
-      next();
-      return;
-    }
-    this.held = false;
-  }
-
-  /** Callers waiting behind the holder. */
-  get waiting(): number {
-    return this.waiters.length - this.head;
-  }
-}
+import { FifoSemaphore } from "../concurrency/fifo-semaphore.ts";
 
 class FairDriver implements Driver {
-  private readonly gate = new FifoMutex();
+  private readonly gate = new FifoSemaphore(1);
 
   constructor(private readonly inner: Driver) {}
 
@@ -64,11 +30,11 @@ class FairDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    await this.gate.lock();
+    await this.gate.acquire();
     try {
       return await this.inner.acquireConnection();
     } catch (error) {
-      this.gate.unlock();
+      this.gate.release();
       throw error;
     }
   }
@@ -77,7 +43,7 @@ class FairDriver implements Driver {
     try {
       await this.inner.releaseConnection(connection);
     } finally {
-      this.gate.unlock();
+      this.gate.release();
     }
   }
 
