@@ -89,6 +89,35 @@ export interface OperatorConsole {
 
 const WEB_DIRECTORY = fileURLToPath(new URL("../../web/admin/", import.meta.url));
 
+/**
+ * What the reply processor needs of the console: usage recording, daily token budgets, pauses.
+ * A process that produces replies without serving the pages (the reply thread) builds only this.
+ */
+export function consoleReplyOptions(input: {
+  settings: ConsoleSettings;
+  usage: UsageRepository;
+  pauses: PauseRepository;
+  budgetFor?: ((botAccid: string) => number | undefined) | undefined;
+}): OperatorConsole["replyOptions"] {
+  const { settings, usage } = input;
+  const budgetFor = (botAccid: string) => input.budgetFor?.(botAccid) || settings.botDailyTokenBudget || undefined;
+  const budget = createTokenBudget({
+    usage,
+    userDailyTokens: settings.userDailyTokenBudget,
+    ...(settings.botDailyTokenBudget > 0 || input.budgetFor ? { budgetFor } : {}),
+    timeZone: settings.usageTimeZone,
+  });
+  const recorder: UsageRecorder = {
+    record: (reply) => usage.record(reply, dayOf(reply.at, settings.usageTimeZone)),
+  };
+  return {
+    usage: recorder,
+    ...(budget ? { budget } : {}),
+    budgetSpentText,
+    paused: pauseCheck(input.pauses, settings.pausedNote ?? DEFAULT_PAUSED_NOTE),
+  };
+}
+
 export async function createOperatorConsole(options: OperatorConsoleOptions): Promise<OperatorConsole> {
   const { settings, clock, logger } = options;
   const usage = new UsageRepository(options.database);
@@ -105,16 +134,6 @@ export async function createOperatorConsole(options: OperatorConsoleOptions): Pr
     });
   }
   const publish = (event: ConsoleEvent) => (relay ? relay.publish(event) : hub.publish(event));
-  const budgetFor = (botAccid: string) => options.budgetFor?.(botAccid) || settings.botDailyTokenBudget || undefined;
-  const budget = createTokenBudget({
-    usage,
-    userDailyTokens: settings.userDailyTokenBudget,
-    ...(settings.botDailyTokenBudget > 0 || options.budgetFor ? { budgetFor } : {}),
-    timeZone: settings.usageTimeZone,
-  });
-  const usageRecorder: UsageRecorder = {
-    record: (reply) => usage.record(reply, dayOf(reply.at, settings.usageTimeZone)),
-  };
   const routes: FastifyPluginAsync[] = [];
   if (settings.adminToken) {
     const lifetimeMs = settings.sessionHours * 3_600_000;
@@ -160,12 +179,7 @@ export async function createOperatorConsole(options: OperatorConsoleOptions): Pr
   }
   return {
     observer: enabled ? consoleObserver(publish) : {},
-    replyOptions: {
-      usage: usageRecorder,
-      ...(budget ? { budget } : {}),
-      budgetSpentText,
-      paused: pauseCheck(pauses, settings.pausedNote ?? DEFAULT_PAUSED_NOTE),
-    },
+    replyOptions: consoleReplyOptions({ settings, usage, pauses, budgetFor: options.budgetFor }),
     routes,
     async close() {
       await relay?.close();

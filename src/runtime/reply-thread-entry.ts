@@ -6,7 +6,8 @@
  * @module
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { createOperatorConsole } from "../admin/index.ts";
+import { consoleReplyOptions } from "../admin/index.ts";
+import { PauseRepository } from "../admin/pauses.ts";
 import { loadBots } from "../bots/index.ts";
 import { createLogger } from "../http/logger.ts";
 import { createPoolSender } from "../nim/pool-sender.ts";
@@ -14,6 +15,7 @@ import { InProcessQueue } from "../queue/in-process.ts";
 import { systemClock } from "../reply/clock.ts";
 import { openDatabase } from "../storage/database.ts";
 import { createRepositories } from "../storage/repositories.ts";
+import { UsageRepository } from "../usage/repository.ts";
 import { loadGeneratorModule } from "./generator-module.ts";
 import { botGenerators, moderatorFromConfig, nimClientFromConfig } from "./parts.ts";
 import { createReplySide } from "./reply-side.ts";
@@ -39,16 +41,10 @@ async function main(): Promise<void> {
   const generators = botGenerators(registry, await loadGeneratorModule(generatorModule));
   const moderator = moderatorFromConfig(config, logger);
   // Usage, budgets and pauses only: the console's pages and live view are the process's.
-  const operatorConsole = await createOperatorConsole({
-    settings: { ...config.console, adminToken: undefined },
-    database,
-    repositories,
-    nim,
-    clock,
-    logger,
-    redis: undefined,
-    redisKey: (name) => name,
-    clientAddress: () => "",
+  const consoleOptions = consoleReplyOptions({
+    settings: config.console,
+    usage: new UsageRepository(database),
+    pauses: new PauseRepository(database),
     budgetFor: (accid) => registry.find(accid)?.dailyTokenBudget,
   });
   const queue = new InProcessQueue({
@@ -70,7 +66,7 @@ async function main(): Promise<void> {
     redis: undefined,
     redisKey: (name) => name,
     queue,
-    consoleReplyOptions: operatorConsole.replyOptions,
+    consoleReplyOptions: consoleOptions,
     http: nimHttp,
   });
 
@@ -102,7 +98,6 @@ async function main(): Promise<void> {
           await worker.stop();
           observer.flush();
           moderator?.close?.();
-          await operatorConsole.close();
           await database.close();
           await nimHttp.close();
           send({ type: "stopped" });
