@@ -7,7 +7,13 @@ import type {
   IngestResult,
   RegisterResult,
 } from "./scenarios.ts";
-import type { ConcurrencyResult, CpuPerMessageResult, FairPacingResult, ScaleOutResult } from "./stream-scenarios.ts";
+import type {
+  ConcurrencyResult,
+  CpuPerMessageResult,
+  FairPacingOptions,
+  FairPacingResult,
+  ScaleOutResult,
+} from "./stream-scenarios.ts";
 
 export interface Settings {
   ingest: {
@@ -38,15 +44,7 @@ export interface Settings {
     anchorSockets: number;
   };
   burst: { users: number; tokens: number; intervalMs: number; timeoutMs: number };
-  fairPacing: {
-    streams: number;
-    ratePerSecond: number;
-    tokens: number;
-    intervalMs: number;
-    batch: number;
-    doneTimeoutMs: number;
-    probeRatePerSecond: number;
-  };
+  fairPacing: Omit<FairPacingOptions, "log">;
   scaleOut: { streams: number; tokens: number; intervalMs: number; batch: number; windowMs: number };
   idleRss: { idleSeconds: number };
   register: { durationSeconds: number; warmupSeconds: number; connections: number };
