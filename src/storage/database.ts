@@ -62,8 +62,10 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
         get inTransaction() {
           return sqlite.inTransaction;
         },
+        // Through the statement cache: better-sqlite3's pragma() prepares anew on every call, and
+        // this runs twice per group.
         setBusyTimeout: (milliseconds) => {
-          sqlite.pragma(`busy_timeout = ${Math.floor(milliseconds)}`);
+          cached.prepare(`pragma busy_timeout = ${Math.floor(milliseconds)}`).all([]);
         },
       },
       onStatement,
